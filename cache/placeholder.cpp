@@ -1,0 +1,1 @@
+// Placeholder translation unit until cache/ has sources; remove when it does.

@@ -1,0 +1,1 @@
+// Placeholder translation unit until monitoring/ has sources; remove when it does.

@@ -1,0 +1,1 @@
+// Placeholder translation unit until net/ has sources; remove when it does.
