@@ -1,0 +1,1 @@
+// Placeholder translation unit until cuda/ has sources; remove when it does.
