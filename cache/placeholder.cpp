@@ -1,1 +1,0 @@
-// Placeholder translation unit until cache/ has sources; remove when it does.

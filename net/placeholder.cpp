@@ -1,1 +1,0 @@
-// Placeholder translation unit until net/ has sources; remove when it does.
