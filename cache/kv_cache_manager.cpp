@@ -106,6 +106,10 @@ allocation_plan kv_cache_manager::plan_allocation(std::span<const sequence_reque
       if (tree_.lock_count(b) == 0 && !newly_locked.count(to_index(b))) ++lock_cost;
     }
     int new_blocks = total - static_cast<int>(matched.size());
+    a.cached_blocks.reserve(matched.size());
+    for (block_id b : matched) a.cached_blocks.push_back(to_index(b));
+    a.num_cached_tokens = static_cast<int>(matched.size()) * config_.block_size;
+    a.num_new_blocks = new_blocks;
     if (lock_cost + new_blocks > budget) {
       finish(admission_status::kOutOfBlocks);
       if (order == admission_order::kStopAtFirstFailure) stopped = true;
@@ -113,10 +117,6 @@ allocation_plan kv_cache_manager::plan_allocation(std::span<const sequence_reque
     }
     budget -= lock_cost + new_blocks;
     for (block_id b : matched) newly_locked.insert(to_index(b));
-    a.cached_blocks.reserve(matched.size());
-    for (block_id b : matched) a.cached_blocks.push_back(to_index(b));
-    a.num_cached_tokens = static_cast<int>(matched.size()) * config_.block_size;
-    a.num_new_blocks = new_blocks;
     plan.num_blocks_to_allocate += new_blocks;
     finish(admission_status::kAdmitted);
   }

@@ -71,6 +71,8 @@ const char* to_string(admission_status s);
 struct sequence_allocation {
   seq_id id = 0;
   admission_status status = admission_status::kNotConsidered;
+  // The next three are filled for kAdmitted and kOutOfBlocks (e.g. for longest-prefix-match
+  // scheduling), empty otherwise.
   /// The cached prefix: physical block ids, whole blocks, confirmed on stored tokens.
   std::vector<std::int32_t> cached_blocks;
   int num_cached_tokens = 0;  ///< cached_blocks.size() * block_size
