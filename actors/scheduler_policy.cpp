@@ -1,0 +1,494 @@
+#include "actors/scheduler_policy.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace kvserve {
+
+namespace {
+constexpr std::uint64_t kProbeIntervalSteps = 16;
+
+template <class T>
+void erase_value(std::vector<T>& v, const T& x) {
+  auto it = std::find(v.begin(), v.end(), x);
+  if (it != v.end()) v.erase(it);
+}
+}  // namespace
+
+scheduler_policy::scheduler_policy(scheduler_config config) : config_(std::move(config)) {
+  if (config_.no_kv_cache) config_.enable_prefix_caching = false;
+}
+
+status scheduler_policy::add(sequence_submission sub, clock::time_point now) {
+  const int prompt_len = static_cast<int>(sub.prompt.size());
+  if (prompt_len == 0) return {status_code::kInvalidArgument, "the prompt is empty"};
+  if (sub.stop.max_tokens < 1) {
+    return {status_code::kInvalidArgument, "max_tokens must be at least 1"};
+  }
+  if (config_.vocab_size > 0) {
+    for (std::int32_t t : sub.prompt) {
+      if (t < 0 || t >= config_.vocab_size) {
+        return {status_code::kInvalidArgument, "prompt token id " + std::to_string(t) +
+                                                   " is outside the vocabulary [0, " +
+                                                   std::to_string(config_.vocab_size) + ")"};
+      }
+    }
+  }
+  const int total = prompt_len + sub.stop.max_tokens;
+  if (total > config_.max_model_len) {
+    return {status_code::kInvalidArgument,
+            "prompt (" + std::to_string(prompt_len) + " tokens) + max_tokens (" +
+                std::to_string(sub.stop.max_tokens) + ") exceeds max_model_len (" +
+                std::to_string(config_.max_model_len) + ")"};
+  }
+  if (config_.num_blocks > 0) {
+    const int blocks = (total + config_.block_size - 1) / config_.block_size;
+    if (blocks > config_.num_blocks) {
+      return {status_code::kInvalidArgument, "the request needs " + std::to_string(blocks) +
+                                                 " KV blocks but the pool has " +
+                                                 std::to_string(config_.num_blocks)};
+    }
+  }
+  if (seqs_.count(sub.id) != 0) {
+    return {status_code::kInvalidArgument, "request id " + std::to_string(sub.id) + " is live"};
+  }
+  if (static_cast<int>(waiting_.size()) >= config_.max_waiting_requests) {
+    return {status_code::kOverloaded, "the waiting queue is full (" +
+                                          std::to_string(config_.max_waiting_requests) +
+                                          " requests); try again later"};
+  }
+  sequence s;
+  s.tokens = sub.prompt;
+  s.sub = std::move(sub);
+  s.arrival = now;
+  s.order = next_order_++;
+  const seq_id id = s.sub.id;
+  seqs_.emplace(id, std::move(s));
+  waiting_.push_back(id);
+  return status::ok();
+}
+
+bool scheduler_policy::before(const sequence& a, const sequence& b) const {
+  if (a.sub.priority != b.sub.priority) return a.sub.priority < b.sub.priority;
+  return a.order < b.order;
+}
+
+std::vector<seq_id> scheduler_policy::ordered_waiting(clock::time_point now) const {
+  std::vector<seq_id> ids = waiting_;
+  if (config_.policy == scheduling_policy::kFcfs) {
+    std::sort(ids.begin(), ids.end(),
+              [&](seq_id a, seq_id b) { return before(seqs_.at(a), seqs_.at(b)); });
+    return ids;
+  }
+  // lpm: a request older than the age bound goes first (oldest first), so nobody starves;
+  // then priority, then the longest cached prefix, then arrival.
+  auto aged = [&](const sequence& s) { return now - s.arrival >= config_.lpm_age_bound; };
+  std::sort(ids.begin(), ids.end(), [&](seq_id ia, seq_id ib) {
+    const sequence& a = seqs_.at(ia);
+    const sequence& b = seqs_.at(ib);
+    const bool aa = aged(a), ab = aged(b);
+    if (aa != ab) return aa;
+    if (aa) return a.order < b.order;
+    if (a.sub.priority != b.sub.priority) return a.sub.priority < b.sub.priority;
+    if (a.cached_estimate != b.cached_estimate) return a.cached_estimate > b.cached_estimate;
+    return a.order < b.order;
+  });
+  return ids;
+}
+
+void scheduler_policy::insert_running(seq_id id) {
+  const sequence& s = seqs_.at(id);
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [&](seq_id other) { return before(s, seqs_.at(other)); });
+  running_.insert(it, id);
+}
+
+void scheduler_policy::erase_running(seq_id id) { erase_value(running_, id); }
+void scheduler_policy::erase_waiting(seq_id id) { erase_value(waiting_, id); }
+
+sequence_event scheduler_policy::finished_event(seq_id id, std::string reason,
+                                                std::string stop_reason) {
+  sequence_event e;
+  e.type = sequence_event::kind::kFinished;
+  e.id = id;
+  e.finish_reason = std::move(reason);
+  e.stop_reason = std::move(stop_reason);
+  return e;
+}
+
+sequence_event scheduler_policy::error_event(seq_id id, status error) {
+  sequence_event e;
+  e.type = sequence_event::kind::kError;
+  e.id = id;
+  e.error = std::move(error);
+  return e;
+}
+
+void scheduler_policy::finish(seq_id id, sequence_event final_event, bool commit,
+                              std::vector<sequence_event>& immediate) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  sequence& s = it->second;
+  if (!s.block_table.empty()) {
+    const int full = s.num_computed / config_.block_size;
+    if (commit && config_.enable_prefix_caching && full > s.num_committed_blocks) {
+      pending_commits_.push_back(
+          {id, std::vector<std::int32_t>(s.tokens.begin(), s.tokens.begin() + s.num_computed)});
+    }
+    pending_releases_.push_back(id);
+    pending_finals_.push_back(std::move(final_event));
+  } else if (std::find(pending_releases_.begin(), pending_releases_.end(), id) !=
+             pending_releases_.end()) {
+    pending_finals_.push_back(std::move(final_event));  // no_kv_cache: temporary blocks
+  } else {
+    immediate.push_back(std::move(final_event));
+  }
+  erase_running(id);
+  erase_waiting(id);
+  seqs_.erase(it);
+}
+
+std::vector<sequence_event> scheduler_policy::remove(seq_id id, const std::string& reason,
+                                                     const std::string& stop_reason) {
+  std::vector<sequence_event> immediate;
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return immediate;
+  if (it->second.in_step) {
+    if (!it->second.removal) it->second.removal = std::make_pair(reason, stop_reason);
+    return immediate;
+  }
+  finish(id, finished_event(id, reason, stop_reason), /*commit=*/true, immediate);
+  return immediate;
+}
+
+bool scheduler_policy::has_work() const {
+  return !running_.empty() || !waiting_.empty() || !pending_commits_.empty() ||
+         !pending_releases_.empty() || !pending_finals_.empty();
+}
+
+std::optional<int> scheduler_policy::num_generated(seq_id id) const {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return std::nullopt;
+  return it->second.num_generated();
+}
+
+cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
+  cache_step_request req;
+  req.step_index = ++step_index_;
+  req.commits = std::move(pending_commits_);
+  pending_commits_.clear();
+  req.releases = std::move(pending_releases_);
+  pending_releases_.clear();
+  for (auto& e : pending_finals_) inflight_finals_.push_back(std::move(e));
+  pending_finals_.clear();
+  step_seqs_.clear();
+  step_admits_.clear();
+  step_probes_.clear();
+  in_step_ = true;
+
+  auto make_admit = [&](const sequence& s) {
+    block_request b;
+    b.id = s.sub.id;
+    b.tokens = s.tokens;
+    b.cache_namespace = s.sub.cache_salt;
+    if (s.sub.prompt_logprobs >= 0) {
+      // Prompt logprobs need every prompt position computed: a namespace of its own keeps
+      // this sequence from matching (and others from matching it).
+      b.cache_namespace = "\x01prompt-logprobs:" + std::to_string(s.sub.id);
+    }
+    b.retention_num_tokens = s.sub.retention_num_tokens;
+    b.retention_priority = s.sub.retention_priority;
+    b.retention_duration_ms = s.sub.retention_duration_ms;
+    return b;
+  };
+
+  int budget = config_.max_num_batched_tokens;
+  int count = 0;
+  bool room = true;
+  if (config_.no_kv_cache) {
+    // Every step recomputes whole sequences in temporary blocks: running ones are admitted
+    // afresh, unchunked; at least one runs even when it exceeds the budget.
+    for (seq_id id : running_) {
+      sequence& s = seqs_.at(id);
+      const int need = static_cast<int>(s.tokens.size());
+      if (count > 0 && need > budget) {
+        room = false;
+        break;
+      }
+      req.admits.push_back(make_admit(s));
+      step_admits_.push_back(id);
+      s.in_step = true;
+      budget -= need;
+      ++count;
+    }
+  } else {
+    for (seq_id id : running_) {
+      sequence& s = seqs_.at(id);
+      block_request b;
+      b.id = id;
+      b.num_tokens = static_cast<int>(s.tokens.size());
+      req.grows.push_back(std::move(b));
+      s.in_step = true;
+      budget -= std::min(static_cast<int>(s.tokens.size()) - s.num_computed, std::max(budget, 0));
+      ++count;
+    }
+  }
+  if (room && budget > 0) {
+    for (seq_id id : ordered_waiting(now)) {
+      if (count >= config_.max_num_seqs || budget <= 0) break;
+      sequence& s = seqs_.at(id);
+      const int need = static_cast<int>(s.tokens.size());
+      if (config_.no_kv_cache && count > 0 && need > budget) break;
+      req.admits.push_back(make_admit(s));
+      step_admits_.push_back(id);
+      s.in_step = true;
+      budget -= std::min(need, budget);
+      ++count;
+    }
+  }
+  if (config_.policy == scheduling_policy::kLpm && config_.enable_prefix_caching) {
+    for (seq_id id : waiting_) {
+      if (static_cast<int>(req.probes.size()) >= config_.lpm_probes_per_step) break;
+      sequence& s = seqs_.at(id);
+      if (s.in_step || s.sub.prompt_logprobs >= 0) continue;
+      if (s.probed_step != 0 && req.step_index - s.probed_step < kProbeIntervalSteps) continue;
+      s.probed_step = req.step_index;
+      req.probes.push_back(make_admit(s));
+      step_probes_.push_back(id);
+    }
+  }
+  return req;
+}
+
+sequence_step scheduler_policy::make_step(sequence& s, int chunk) const {
+  sequence_step st;
+  st.id = s.sub.id;
+  st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
+  st.start_position = s.num_computed;
+  st.block_table = s.block_table;
+  const int end = s.num_computed + chunk;
+  st.sample = end == static_cast<int>(s.tokens.size());
+  st.sampling = s.sub.sampling;
+  if (st.sampling.uses_penalties()) {
+    st.penalty_prompt_tokens = s.sub.prompt;
+    st.penalty_output_tokens.assign(s.tokens.begin() + s.sub.prompt.size(), s.tokens.end());
+  }
+  if (st.sample) st.suppressed_tokens = s.sub.stop.suppressed_tokens(s.num_generated());
+  const int prompt_len = static_cast<int>(s.sub.prompt.size());
+  if (s.sub.prompt_logprobs >= 0 && s.num_generated() == 0 && s.num_computed < prompt_len) {
+    st.prompt_logprobs = s.sub.prompt_logprobs;
+    if (end < prompt_len) st.next_prompt_token = s.sub.prompt[end];
+  }
+  return st;
+}
+
+planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) {
+  planned_step out;
+  out.events = std::move(inflight_finals_);
+  inflight_finals_.clear();
+  std::vector<sequence_event>& immediate = out.events;
+
+  for (const block_grant& g : reply.grows) {
+    auto it = seqs_.find(g.id);
+    if (it == seqs_.end()) continue;
+    sequence& s = it->second;
+    if (g.status == grant_status::kGranted) {
+      s.block_table = g.block_table;
+    } else if (g.status == grant_status::kPreempted) {
+      // Recompute later: the committed blocks stay cached, so the recompute mostly hits.
+      erase_running(g.id);
+      s.running = false;
+      s.in_step = false;
+      s.num_computed = 0;
+      s.num_committed_blocks = 0;
+      s.block_table.clear();
+      s.probed_step = 0;
+      ++num_preemptions_;
+      if (s.removal) {
+        auto [reason, stop_reason] = *s.removal;
+        finish(g.id, finished_event(g.id, reason, stop_reason), false, immediate);
+      } else {
+        waiting_.push_back(g.id);
+      }
+    } else {
+      s.in_step = false;
+      s.block_table.clear();  // the cache holds nothing for it after a failed growth
+      finish(g.id,
+             error_event(g.id, {status_code::kInternal, "KV cache growth failed: " + g.message}),
+             false, immediate);
+    }
+  }
+
+  std::vector<seq_id> admitted;
+  for (const block_grant& g : reply.admits) {
+    auto it = seqs_.find(g.id);
+    if (it == seqs_.end()) continue;
+    sequence& s = it->second;
+    if (g.status == grant_status::kGranted) {
+      if (!s.running) {
+        erase_waiting(g.id);
+        insert_running(g.id);
+        s.running = true;
+      }
+      s.num_computed = g.num_cached_tokens;
+      s.num_committed_blocks = g.num_cached_tokens / config_.block_size;
+      s.block_table = g.block_table;
+      admitted.push_back(g.id);
+      if (!s.accepted_sent) {
+        s.accepted_sent = true;
+        s.num_cached_prompt_tokens = g.num_cached_tokens;
+        sequence_event e;
+        e.type = sequence_event::kind::kAccepted;
+        e.id = g.id;
+        e.prompt_tokens = static_cast<int>(s.sub.prompt.size());
+        e.cached_prompt_tokens = g.num_cached_tokens;
+        immediate.push_back(std::move(e));
+      }
+    } else if (g.status == grant_status::kFailed) {
+      s.in_step = false;
+      s.block_table.clear();
+      finish(g.id, error_event(g.id, {status_code::kInvalidArgument, g.message}), false, immediate);
+    } else {
+      s.in_step = false;
+    }
+  }
+
+  for (const block_grant& g : reply.probes) {
+    auto it = seqs_.find(g.id);
+    if (it != seqs_.end()) it->second.cached_estimate = g.num_cached_tokens;
+  }
+
+  // Build the plan: sequences already running first (decode before new prefill), then the
+  // ones admitted now, each in running order.
+  int budget = config_.max_num_batched_tokens;
+  auto consider = [&](seq_id id) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end() || !it->second.in_step) return;
+    sequence& s = it->second;
+    if (s.removal) {
+      auto [reason, stop_reason] = *s.removal;
+      s.in_step = false;
+      finish(id, finished_event(id, reason, stop_reason), true, immediate);
+      return;
+    }
+    const int remaining = static_cast<int>(s.tokens.size()) - s.num_computed;
+    int chunk = std::min(remaining, budget);
+    if (config_.no_kv_cache) {
+      chunk = remaining;
+      if (!out.plan.seqs.empty() && chunk > budget) chunk = 0;
+    }
+    if (chunk <= 0) {
+      s.in_step = false;
+      if (config_.no_kv_cache && !s.block_table.empty()) {
+        pending_releases_.push_back(id);
+        s.block_table.clear();
+        s.num_computed = 0;
+      }
+      return;
+    }
+    out.plan.seqs.push_back(make_step(s, chunk));
+    s.chunk = chunk;
+    budget -= chunk;
+    step_seqs_.push_back(id);
+  };
+  std::vector<seq_id> order = running_;
+  std::stable_partition(order.begin(), order.end(), [&](seq_id id) {
+    return std::find(admitted.begin(), admitted.end(), id) == admitted.end();
+  });
+  for (seq_id id : order) consider(id);
+  // A deferred or preempted sequence may still carry a removal request.
+  std::vector<seq_id> leftovers;
+  for (auto& [id, s] : seqs_) {
+    if (s.removal && !s.in_step) leftovers.push_back(id);
+  }
+  for (seq_id id : leftovers) {
+    auto [reason, stop_reason] = *seqs_.at(id).removal;
+    finish(id, finished_event(id, reason, stop_reason), true, immediate);
+  }
+
+  out.plan.step_index = step_index_;
+  if (out.plan.seqs.empty()) in_step_ = false;
+  return out;
+}
+
+std::vector<sequence_event> scheduler_policy::apply_result(const step_result& result) {
+  std::vector<sequence_event> events;
+  in_step_ = false;
+  std::vector<seq_id> missing = step_seqs_;
+  for (const sequence_result& r : result.seqs) {
+    erase_value(missing, r.id);
+    auto it = seqs_.find(r.id);
+    if (it == seqs_.end() || !it->second.in_step) continue;
+    sequence& s = it->second;
+    s.in_step = false;
+    s.num_computed += s.chunk;
+    if (s.removal) {
+      auto [reason, stop_reason] = *s.removal;
+      finish(r.id, finished_event(r.id, reason, stop_reason), true, events);
+      continue;
+    }
+    sequence_event e;
+    e.type = sequence_event::kind::kTokens;
+    e.id = r.id;
+    if (s.sub.prompt_logprobs >= 0 && !r.prompt_logprobs.empty()) {
+      const int prompt_len = static_cast<int>(s.sub.prompt.size());
+      for (const auto& lp : r.prompt_logprobs) {
+        if (s.num_prompt_logprobs_sent >= prompt_len - 1) break;
+        e.prompt_logprobs.push_back(lp);
+        ++s.num_prompt_logprobs_sent;
+      }
+    }
+    std::optional<finish_decision> fin;
+    if (r.sampled_token) {
+      s.tokens.push_back(*r.sampled_token);
+      e.tokens.push_back(*r.sampled_token);
+      if (r.sampled_logprobs) e.logprobs.push_back(*r.sampled_logprobs);
+      fin = s.sub.stop.check(*r.sampled_token, s.num_generated());
+      if (!fin && static_cast<int>(s.tokens.size()) >= config_.max_model_len) {
+        fin = finish_decision{"length", ""};
+      }
+    }
+    if (!e.tokens.empty() || !e.prompt_logprobs.empty()) events.push_back(std::move(e));
+    if (fin) {
+      finish(r.id, finished_event(r.id, fin->reason, fin->stop_reason), true, events);
+      continue;
+    }
+    if (config_.no_kv_cache) {
+      pending_releases_.push_back(r.id);
+      s.block_table.clear();
+      s.num_computed = 0;
+    } else if (config_.enable_prefix_caching && config_.prefix_commit_early) {
+      // Early reuse: every block this step filled enters the prefix tree right away.
+      const int full = s.num_computed / config_.block_size;
+      if (full > s.num_committed_blocks) {
+        pending_commits_.push_back(
+            {r.id, std::vector<std::int32_t>(s.tokens.begin(), s.tokens.begin() + s.num_computed)});
+        s.num_committed_blocks = full;
+      }
+    }
+  }
+  for (seq_id id : missing) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    it->second.in_step = false;
+    finish(id, error_event(id, {status_code::kInternal, "the backend returned no result"}), false,
+           events);
+  }
+  step_seqs_.clear();
+  return events;
+}
+
+std::vector<sequence_event> scheduler_policy::fail_step(const status& error) {
+  std::vector<sequence_event> events;
+  in_step_ = false;
+  for (seq_id id : step_seqs_) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    it->second.in_step = false;
+    finish(id, error_event(id, error), /*commit=*/false, events);
+  }
+  step_seqs_.clear();
+  return events;
+}
+
+}  // namespace kvserve

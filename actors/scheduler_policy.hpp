@@ -1,0 +1,145 @@
+#pragma once
+/// The scheduler's logic without actors: the waiting queue (fcfs, or lpm with an age bound,
+/// and request priority), continuous batching with chunked prefill under
+/// max_num_batched_tokens and max_num_seqs, preemption by recompute, and the step plan.
+///
+/// A step is three calls, each plan-then-apply:
+///   1. plan_allocations(now)   -> one cache_step_request (commits and releases of the last
+///                                 step, growth of running sequences, admissions, probes)
+///   2. apply_allocations(reply)-> the step_plan for the worker, and client events (accepted,
+///                                 finished ones whose blocks the reply confirmed released)
+///   3. apply_result(result) or fail_step(error) -> client events (tokens, finishes)
+/// Sequences removed (cancel, stop string, timeout) while part of a step are finished when
+/// that step's result is applied, so the worker never writes into blocks already returned.
+/// Not thread-safe: the scheduler actor owns it.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/scheduler_types.hpp"
+#include "model/status.hpp"
+#include "model/step_plan.hpp"
+
+namespace kvserve {
+
+enum class scheduling_policy { kFcfs, kLpm };
+
+struct scheduler_config {
+  int block_size = 16;
+  int num_blocks = 0;  ///< KV pool size, to reject requests that could never fit
+  int vocab_size = 0;  ///< to reject prompts with out-of-range ids (0: no check)
+  int max_model_len = 2048;
+  int max_num_seqs = 32;
+  int max_num_batched_tokens = 2048;
+  int max_waiting_requests = 1024;
+  scheduling_policy policy = scheduling_policy::kFcfs;
+  std::chrono::nanoseconds lpm_age_bound = std::chrono::seconds(2);
+  bool enable_prefix_caching = true;
+  bool prefix_commit_early = true;
+  bool no_kv_cache = false;
+  int lpm_probes_per_step = 32;  ///< waiting sequences whose cached prefix is refreshed per step
+};
+
+/// The plan of one step and what the clients learn before it runs.
+struct planned_step {
+  step_plan plan;  ///< empty when nothing can run now
+  std::vector<sequence_event> events;
+};
+
+class scheduler_policy {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  explicit scheduler_policy(scheduler_config config);
+
+  const scheduler_config& config() const { return config_; }
+
+  /// Queues a sequence. kInvalidArgument (empty prompt, bad ids, too long, larger than the
+  /// pool), kOverloaded (waiting queue full); nothing is queued then.
+  status add(sequence_submission submission, clock::time_point now);
+
+  /// Ends a sequence with `reason` ("cancelled", "timeout", "stop" for a stop string). The
+  /// finished event comes out of a later call once its blocks are released; unknown ids are
+  /// ignored. Returns the events that can be sent at once (a waiting sequence that held no
+  /// blocks).
+  std::vector<sequence_event> remove(seq_id id, const std::string& reason,
+                                     const std::string& stop_reason = "");
+
+  /// True while there is anything to do: sequences to run, commits or releases to send.
+  bool has_work() const;
+  /// True between plan_allocations() and apply_result()/fail_step() (or an empty plan).
+  bool in_step() const { return in_step_; }
+
+  /// Step phase 1.
+  cache_step_request plan_allocations(clock::time_point now);
+  /// Step phase 2. An empty plan ends the step.
+  planned_step apply_allocations(const cache_step_reply& reply);
+  /// Step phase 3, on success.
+  std::vector<sequence_event> apply_result(const step_result& result);
+  /// Step phase 3, when the worker failed: every sequence of the step ends with `error`.
+  std::vector<sequence_event> fail_step(const status& error);
+
+  int num_running() const { return static_cast<int>(running_.size()); }
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  std::uint64_t num_preemptions() const { return num_preemptions_; }
+  std::uint64_t num_steps() const { return step_index_; }
+  /// Completion tokens so far of a live sequence (tests).
+  std::optional<int> num_generated(seq_id id) const;
+
+ private:
+  struct sequence {
+    sequence_submission sub;
+    std::vector<std::int32_t> tokens;  // prompt + output
+    int num_computed = 0;              // tokens whose KV is in block_table
+    int num_committed_blocks = 0;      // full blocks already sent to commit
+    std::vector<std::int32_t> block_table;
+    bool running = false;  // holds blocks (or, with no_kv_cache, is admitted)
+    bool accepted_sent = false;
+    int num_cached_prompt_tokens = 0;
+    clock::time_point arrival;
+    std::uint64_t order = 0;
+    int cached_estimate = 0;  // lpm
+    std::uint64_t probed_step = 0;
+    bool in_step = false;
+    bool admitted_now = false;
+    int chunk = 0;
+    int num_prompt_logprobs_sent = 0;
+    std::optional<std::pair<std::string, std::string>> removal;  // reason, stop_reason
+    int num_generated() const { return static_cast<int>(tokens.size() - sub.prompt.size()); }
+  };
+
+  bool before(const sequence& a, const sequence& b) const;  // running / victim order
+  std::vector<seq_id> ordered_waiting(clock::time_point now) const;
+  void insert_running(seq_id id);
+  void erase_running(seq_id id);
+  void erase_waiting(seq_id id);
+  /// Ends a sequence: releases its blocks (if any) and queues the final event until the
+  /// release is confirmed by the next cache reply.
+  void finish(seq_id id, sequence_event final_event, bool commit,
+              std::vector<sequence_event>& immediate);
+  sequence_step make_step(sequence& s, int chunk) const;
+  static sequence_event finished_event(seq_id id, std::string reason, std::string stop_reason);
+  static sequence_event error_event(seq_id id, status error);
+
+  scheduler_config config_;
+  std::unordered_map<seq_id, sequence> seqs_;
+  std::vector<seq_id> running_;  // ordered: priority, then arrival
+  std::vector<seq_id> waiting_;
+  std::vector<block_commit> pending_commits_;
+  std::vector<seq_id> pending_releases_;
+  std::vector<sequence_event> pending_finals_;   // released in the next cache request
+  std::vector<sequence_event> inflight_finals_;  // released in the current cache request
+  std::vector<seq_id> step_seqs_;                // sequences of the current plan, in order
+  std::vector<seq_id> step_admits_;              // admissions of the current cache request
+  std::vector<seq_id> step_probes_;
+  bool in_step_ = false;
+  std::uint64_t next_order_ = 0;
+  std::uint64_t step_index_ = 0;
+  std::uint64_t num_preemptions_ = 0;
+};
+
+}  // namespace kvserve

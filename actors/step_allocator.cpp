@@ -1,0 +1,183 @@
+#include "actors/step_allocator.hpp"
+
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace kvserve {
+
+status to_status(const cache_status& s) {
+  switch (s.code()) {
+    case cache_errc::kOk:
+      return status::ok();
+    case cache_errc::kOutOfBlocks:
+      return {status_code::kOutOfMemory, s.message()};
+    case cache_errc::kInvalidConfig:
+    case cache_errc::kInvalidArgument:
+      return {status_code::kInvalidArgument, s.message()};
+    default:
+      return {status_code::kInternal, s.message()};
+  }
+}
+
+result<std::unique_ptr<step_allocator>> step_allocator::create(kv_cache_config config) {
+  auto cache = kv_cache_manager::create(std::move(config));
+  if (!cache) return to_status(cache.error());
+  return std::unique_ptr<step_allocator>(new step_allocator(std::move(cache.value())));
+}
+
+block_grant step_allocator::granted(seq_id id, int num_cached_tokens) const {
+  block_grant g;
+  g.id = id;
+  g.status = grant_status::kGranted;
+  g.num_cached_tokens = num_cached_tokens;
+  auto table = cache_->block_table(id);
+  g.block_table.assign(table.begin(), table.end());
+  return g;
+}
+
+namespace {
+std::optional<retention_config> retention_of(const block_request& r) {
+  if (r.retention_num_tokens <= 0) return std::nullopt;
+  retention_config c;
+  c.num_tokens = r.retention_num_tokens;
+  c.priority = r.retention_priority;
+  if (r.retention_duration_ms >= 0) c.duration = std::chrono::milliseconds(r.retention_duration_ms);
+  return c;
+}
+
+sequence_request to_sequence_request(const block_request& r) {
+  sequence_request q;
+  q.id = r.id;
+  q.tokens = std::span<const std::int32_t>(r.tokens);
+  q.num_tokens = -1;
+  q.cache_namespace = r.cache_namespace;
+  q.retention = retention_of(r);
+  return q;
+}
+}  // namespace
+
+cache_step_reply step_allocator::apply(const cache_step_request& request) {
+  cache_step_reply reply;
+  reply.step_index = request.step_index;
+  for (const block_commit& c : request.commits) {
+    if (cache_->contains(c.id)) (void)cache_->commit(c.id, c.tokens);
+  }
+  for (seq_id id : request.releases) {
+    if (cache_->contains(id)) (void)cache_->release(id);
+  }
+
+  // Growth, most important first; when blocks run out, preempt from the back.
+  const std::size_t n = request.grows.size();
+  std::vector<std::optional<block_grant>> grants(n);
+  bool any_preempted = false;
+  auto preempt = [&](std::size_t j) {
+    (void)cache_->release(request.grows[j].id);
+    block_grant g;
+    g.id = request.grows[j].id;
+    g.status = grant_status::kPreempted;
+    grants[j] = std::move(g);
+    any_preempted = true;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    if (grants[i]) continue;  // preempted already
+    const block_request& r = request.grows[i];
+    for (;;) {
+      cache_status st = cache_->grow(r.id, r.num_tokens);
+      if (st) {
+        grants[i] = granted(r.id, cache_->num_cached_tokens(r.id));
+        break;
+      }
+      if (st.code() != cache_errc::kOutOfBlocks) {
+        if (cache_->contains(r.id)) (void)cache_->release(r.id);
+        block_grant g;
+        g.id = r.id;
+        g.status = grant_status::kFailed;
+        g.message = st.message();
+        grants[i] = std::move(g);
+        break;
+      }
+      std::size_t victim = n;
+      for (std::size_t j = n; j-- > i + 1;) {
+        if (!grants[j]) {
+          victim = j;
+          break;
+        }
+      }
+      if (victim == n) {
+        preempt(i);
+        break;
+      }
+      preempt(victim);
+    }
+  }
+  reply.grows.reserve(n);
+  for (auto& g : grants) reply.grows.push_back(std::move(*g));
+
+  // Admissions, unless this step had to preempt: no newcomer overtakes a victim.
+  reply.admits.reserve(request.admits.size());
+  if (any_preempted || request.admits.empty()) {
+    for (const block_request& r : request.admits) {
+      block_grant g;
+      g.id = r.id;
+      g.status = grant_status::kDeferred;
+      reply.admits.push_back(std::move(g));
+    }
+  } else {
+    std::vector<sequence_request> batch;
+    batch.reserve(request.admits.size());
+    for (const block_request& r : request.admits) batch.push_back(to_sequence_request(r));
+    allocation_plan plan = cache_->allocate(batch, admission_order::kStopAtFirstFailure);
+    for (std::size_t i = 0; i < request.admits.size(); ++i) {
+      const sequence_allocation& a = plan.seqs[i];
+      block_grant g;
+      g.id = request.admits[i].id;
+      switch (a.status) {
+        case admission_status::kAdmitted:
+          g = granted(g.id, a.num_cached_tokens);
+          break;
+        case admission_status::kOutOfBlocks:
+        case admission_status::kNotConsidered:
+          g.status = grant_status::kDeferred;
+          break;
+        default:
+          g.status = grant_status::kFailed;
+          g.message = std::string("cannot allocate KV blocks: ") + to_string(a.status);
+          break;
+      }
+      reply.admits.push_back(std::move(g));
+    }
+  }
+
+  reply.probes.reserve(request.probes.size());
+  for (const block_request& r : request.probes) {
+    sequence_request q = to_sequence_request(r);
+    allocation_plan plan = cache_->plan_allocation(std::span<const sequence_request>(&q, 1));
+    block_grant g;
+    g.id = r.id;
+    g.status = grant_status::kDeferred;
+    g.num_cached_tokens = plan.seqs.empty() ? 0 : plan.seqs[0].num_cached_tokens;
+    reply.probes.push_back(std::move(g));
+  }
+  reply.stats = stats();
+  return reply;
+}
+
+cache_stats_snapshot step_allocator::stats() const {
+  const kv_cache_stats s = cache_->stats();
+  cache_stats_snapshot out;
+  out.num_blocks_total = s.num_blocks_total;
+  out.num_blocks_free = s.num_blocks_free;
+  out.num_blocks_cached = s.num_blocks_cached;
+  out.num_blocks_locked = s.num_blocks_locked;
+  out.prefix_queries_tokens = s.prefix_queries_tokens;
+  out.prefix_hits_tokens = s.prefix_hits_tokens;
+  out.evictions_capacity = s.evictions_by(eviction_reason::kCapacity);
+  out.evictions_retained = s.evictions_by(eviction_reason::kRetained);
+  out.evictions_orphan = s.evictions_by(eviction_reason::kOrphan);
+  out.evictions_reset = s.evictions_by(eviction_reason::kReset);
+  return out;
+}
+
+}  // namespace kvserve

@@ -1,0 +1,53 @@
+#include "actors/step_executor.hpp"
+
+#include <chrono>
+#include <exception>
+#include <string>
+#include <utility>
+
+namespace kvserve {
+
+step_executor::step_executor(std::unique_ptr<backend> model_backend)
+    : backend_(std::move(model_backend)) {}
+
+worker_outcome step_executor::execute(step_plan plan) {
+  worker_outcome out;
+  out.step_index = plan.step_index;
+  for (sequence_step& s : plan.seqs) {
+    if (!s.input_from_last_sample) continue;
+    auto it = last_sampled_.find(s.id);
+    if (it == last_sampled_.end() || s.tokens.empty()) {
+      out.error = {status_code::kInternal,
+                   "sequence " + std::to_string(s.id) + " has no token from the previous step"};
+      last_sampled_.clear();
+      return out;
+    }
+    s.tokens[0] = it->second;
+    s.input_from_last_sample = false;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    result<step_result> r = backend_->execute(plan);
+    if (r) {
+      out.result = std::move(r.value());
+    } else {
+      out.error = r.error();
+    }
+  } catch (const std::exception& e) {
+    out.error = {status_code::kInternal, std::string("backend exception: ") + e.what()};
+  } catch (...) {
+    out.error = {status_code::kInternal, "backend exception"};
+  }
+  out.duration_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  last_sampled_.clear();
+  if (out.error.is_ok()) {
+    out.result.step_index = plan.step_index;
+    for (const sequence_result& r : out.result.seqs) {
+      if (r.sampled_token) last_sampled_[r.id] = *r.sampled_token;
+    }
+  }
+  return out;
+}
+
+}  // namespace kvserve
