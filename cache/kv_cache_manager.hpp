@@ -175,6 +175,11 @@ class kv_cache_manager {
   /// Tests call it after every operation; debug builds may call it after each mutation.
   cache_status check_invariants() const;
 
+  /// The prefix tree, read-only (tests, tools). Empty when prefix caching is disabled.
+  const prefix_tree& tree() const { return tree_; }
+  /// Live sequences.
+  int num_sequences() const { return static_cast<int>(seqs_.size()); }
+
   /// Bytes of metadata (pool, tree, index, heap; token ids excluded), for the memory goal.
   std::size_t memory_bytes_without_tokens() const;
 
