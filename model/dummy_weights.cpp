@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstddef>
 #include <initializer_list>
+#include <thread>
 
 #include "model/counter_rng.hpp"
 
@@ -19,19 +20,27 @@ class tensor_filler {
   tensor_f32 normal(std::initializer_list<std::int64_t> shape) {
     tensor_f32 t = make(shape);
     const std::uint64_t stream = next_stream_++;
-    // Box-Muller over pairs of counter-based uniforms: reproducible and independent of order.
-    for (std::size_t i = 0; i < t.data.size(); i += 2) {
-      const std::uint64_t pair = i / 2;
-      const double u1 =
-          (static_cast<double>(counter_random_bits(seed_, pair, stream * 2) >> 11) + 0.5) *
-          (1.0 / 9007199254740992.0);
-      const double u2 =
-          static_cast<double>(counter_random_bits(seed_, pair, stream * 2 + 1) >> 11) *
-          (1.0 / 9007199254740992.0);
-      const double r = std::sqrt(-2.0 * std::log(u1));
-      const double theta = 6.283185307179586 * u2;
-      t.data[i] = static_cast<float>(r * std::cos(theta)) * kInitStd;
-      if (i + 1 < t.data.size()) t.data[i + 1] = static_cast<float>(r * std::sin(theta)) * kInitStd;
+    // An Irwin-Hall sum of four 16-bit uniforms from one counter-based draw per element:
+    // close to normal (bounded at 3.46 std), cheap enough for 100M-parameter models, and
+    // each element depends only on (seed, tensor, index), so threads may split the work.
+    const std::size_t n = t.data.size();
+    float* out = t.data.data();
+    const std::uint64_t seed = seed_;
+    auto fill_range = [out, seed, stream](std::size_t begin, std::size_t end) {
+      constexpr float kScale = kInitStd * 1.7320508f / 65536.0f;  // sqrt(3): std of the sum
+      for (std::size_t i = begin; i < end; ++i) {
+        const std::uint64_t r = counter_random_bits(seed, i, stream);
+        const auto sum = static_cast<std::int64_t>((r & 0xFFFF) + ((r >> 16) & 0xFFFF) +
+                                                   ((r >> 32) & 0xFFFF) + (r >> 48));
+        out[i] = static_cast<float>(2 * sum + 4 - 4 * 65536) * 0.5f * kScale;
+      }
+    };
+    if (n < (1u << 16)) {
+      fill_range(0, n);
+    } else {
+      std::thread helper(fill_range, n / 2, n);
+      fill_range(0, n / 2);
+      helper.join();
     }
     return t;
   }

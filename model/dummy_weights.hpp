@@ -10,7 +10,8 @@
 namespace kvserve {
 
 /// Weights with every tensor of `config` at its shape (HF layout, see model_weights.hpp):
-/// matrices and biases drawn from a normal distribution with std 0.02, RMSNorm weights 1.
+/// matrices and biases drawn from a near-normal distribution (Irwin-Hall, mean 0, std 0.02),
+/// RMSNorm weights 1.
 /// Deterministic: the same (config, seed) gives bit-identical weights on every machine.
 /// `lm_head` stays empty when `config.tie_word_embeddings`; biases are empty unless
 /// `config.attention_bias`. The config is not validated: non-positive sizes give empty tensors.

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "model/dummy_weights.hpp"
+#include "model/gguf_file.hpp"
+#include "model/gguf_loader.hpp"
 
 namespace kvserve {
 
@@ -66,10 +68,68 @@ result<std::string> find_default_model(const std::string& executable_path) {
 }  // namespace kvserve
 
 namespace kvserve {
+namespace {
+
+/// Tokenizer and chat template of a GGUF file.
+status gguf_tokenizer_and_template(const gguf_file& file, loaded_model& out) {
+  auto spec = tokenizer_spec_from_gguf(file);
+  if (!spec) return spec.error();
+  auto tok = tokenizer::create(std::move(spec).value());
+  if (!tok) return status(tok.error().code(), file.path() + ": " + tok.error().message());
+  out.tokenizer = std::move(tok).value();
+  const std::string jinja = file.get_string("tokenizer.chat_template").value_or("");
+  auto text_of = [&](std::optional<std::int32_t> id) {
+    return id ? out.tokenizer->token_text(*id) : std::string();
+  };
+  auto tmpl = chat_template::from_jinja(jinja, text_of(out.tokenizer->bos_token_id()),
+                                        text_of(out.tokenizer->eos_token_id()));
+  if (!tmpl) return status(tmpl.error().code(), file.path() + ": " + tmpl.error().message());
+  out.chat_template = std::make_shared<const chat_template>(std::move(tmpl).value());
+  return status::ok();
+}
+
+result<loaded_model> load_gguf(const std::string& path, bool dummy, std::uint64_t seed) {
+  auto file = gguf_file::open(path);
+  if (!file) return file.error();
+  loaded_model out;
+  auto config = model_config_from_gguf(*file);
+  if (!config) return config.error();
+  out.config = std::move(config).value();
+  if (out.config.name.empty()) out.config.name = fs::path(path).stem().string();
+  if (status s = gguf_tokenizer_and_template(*file, out); !s) return s;
+  if (dummy) {
+    out.weights = make_dummy_weights(out.config, seed);
+  } else {
+    auto weights = load_gguf_weights(*file, out.config);
+    if (!weights) return weights.error();
+    out.weights = std::move(weights).value();
+  }
+  return out;
+}
+
+}  // namespace
 
 result<loaded_model> load_model(const std::string& path, load_format format,
                                 std::uint64_t dummy_seed) {
-  return status(status_code::kUnsupported, "load_model: not implemented yet (" + path + ")");
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    return status(status_code::kNotFound, "model path '" + path + "' does not exist");
+  }
+  const bool is_dir = fs::is_directory(path, ec);
+  load_format kind = format;
+  if (format == load_format::kAuto || format == load_format::kDummy) {
+    kind = is_dir ? load_format::kSafetensors : load_format::kGguf;
+  }
+  const bool dummy = format == load_format::kDummy;
+  if (kind == load_format::kGguf) {
+    if (is_dir) {
+      return status(status_code::kInvalidArgument,
+                    "'" + path + "' is a folder; --load-format gguf needs a .gguf file");
+    }
+    return load_gguf(path, dummy, dummy_seed);
+  }
+  return status(status_code::kUnsupported,
+                "'" + path + "': Hugging Face folders (safetensors) are not supported yet");
 }
 
 }  // namespace kvserve

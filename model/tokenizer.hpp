@@ -44,6 +44,9 @@ struct tokenizer_spec {
   pretokenizer_kind pretokenizer = pretokenizer_kind::kGpt2;
   std::optional<std::int32_t> bos_token_id;
   std::optional<std::int32_t> eos_token_id;
+  /// Stands for bytes the vocabulary lacks (consecutive ones fuse into one, as HF's BPE with
+  /// fuse_unk); without it such bytes are dropped.
+  std::optional<std::int32_t> unknown_token_id;
   /// End-of-turn ids (`<|im_end|>`, `<|eot_id|>`, ...); added to stop_token_ids().
   std::vector<std::int32_t> extra_stop_token_ids;
   bool add_bos = false;  ///< prepend BOS when encoding with add_special_tokens
