@@ -1,0 +1,120 @@
+#pragma once
+/// The CPU reference backend: fp32 Llama-family forward pass over a paged KV pool, on a small
+/// thread pool. It is the oracle for the GPU backend and is batch-invariant: a sequence's
+/// logits are bit-identical whatever else shares its batch, however its prompt was chunked,
+/// whatever the block size and wherever its blocks lie in the pool.
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "model/backend.hpp"
+#include "model/model_config.hpp"
+#include "model/model_weights.hpp"
+#include "model/rope.hpp"
+#include "model/sampler.hpp"
+#include "model/status.hpp"
+#include "model/thread_pool.hpp"
+
+namespace kvserve {
+
+/// How the CPU backend sizes its KV pool and its threads.
+struct cpu_backend_config {
+  int block_size = 16;    ///< tokens per KV block: 2, 4, 8, 16, 32 or 64
+  int num_kv_blocks = 0;  ///< blocks in the pool (> 0); see cpu_kv_blocks_for_memory
+  int num_threads = 0;    ///< <= 0: std::thread::hardware_concurrency()
+};
+
+/// True for the block sizes every backend supports: 2, 4, 8, 16, 32, 64.
+bool is_supported_block_size(int block_size);
+
+/// Bytes of fp32 K and V for one token over all layers of `config`.
+std::size_t cpu_kv_bytes_per_token(const model_config& config);
+
+/// The number of blocks of `block_size` tokens whose fp32 KV fits in `kv_cache_memory` bytes
+/// (`--kv-cache-memory`); 0 if not even one fits or the config is empty.
+int cpu_kv_blocks_for_memory(const model_config& config, int block_size,
+                             std::size_t kv_cache_memory);
+
+class cpu_backend final : public backend {
+ public:
+  /// Checks the block size, the pool size and every weight's shape against `model`, then takes
+  /// the weights (they are repacked: Q/K/V and gate/up rows concatenated) and allocates the KV
+  /// pool. kInvalidArgument for a bad config, kCorruptData for weights of the wrong shape,
+  /// kOutOfMemory when the pool cannot be allocated.
+  static result<std::unique_ptr<cpu_backend>> create(const cpu_backend_config& config,
+                                                     model_config model, model_weights weights);
+
+  std::string name() const override { return "cpu"; }
+  const model_config& config() const override { return model_; }
+  int block_size() const override { return block_size_; }
+  int num_kv_blocks() const override { return num_kv_blocks_; }
+  std::size_t kv_bytes_per_token() const override { return cpu_kv_bytes_per_token(model_); }
+  int num_threads() const { return pool_.size(); }
+
+  /// Computes every sequence's tokens (KV written to its slots, attention over positions
+  /// [0, pos] through its block table), then samples / returns logits and logprobs as asked.
+  /// Invalid plans (empty or out-of-vocabulary tokens, block ids outside the pool, a block
+  /// table too short, positions at or past max_position_embeddings, bad sampling parameters,
+  /// input_from_last_sample still set) give kInvalidArgument and leave the KV untouched.
+  result<step_result> execute(const step_plan& plan) override;
+
+  backend_stats stats() const override { return stats_; }
+
+ private:
+  struct layer {
+    std::vector<float> attn_norm;  // [hidden]
+    std::vector<float> wqkv;       // [q_size + 2 * kv_size, hidden]: Q, K, V rows
+    std::vector<float> bqkv;       // [q_size + 2 * kv_size] or empty
+    std::vector<float> wo;         // [hidden, q_size]
+    std::vector<float> ffn_norm;   // [hidden]
+    std::vector<float> w_gate_up;  // [2 * intermediate, hidden]: gate rows, then up rows
+    std::vector<float> w_down;     // [hidden, intermediate]
+  };
+  // One token of the flattened batch.
+  struct token_ref {
+    int seq = 0;       // index into plan.seqs
+    int position = 0;  // absolute position in its sequence
+  };
+
+  cpu_backend(const cpu_backend_config& config, model_config model);
+  status validate(const step_plan& plan) const;
+  void forward(const step_plan& plan);
+  void attention(const step_plan& plan, int layer_index);
+  float* k_block(int layer, int block) {
+    return k_cache_.get() +
+           (static_cast<std::size_t>(layer) * num_kv_blocks_ + block) * block_floats_;
+  }
+  float* v_block(int layer, int block) {
+    return v_cache_.get() +
+           (static_cast<std::size_t>(layer) * num_kv_blocks_ + block) * block_floats_;
+  }
+
+  model_config model_;
+  int block_size_ = 0;
+  int num_kv_blocks_ = 0;
+  std::size_t block_floats_ = 0;  // floats of K (or V) per block and layer
+  thread_pool pool_;
+  rotary_embedding rope_;
+
+  std::vector<float> token_embedding_;  // [vocab, hidden]
+  std::vector<float> lm_head_;          // [vocab, hidden]; empty when tied
+  std::vector<float> final_norm_;
+  std::vector<layer> layers_;
+
+  // KV pool: [layer][block][kv_head][block_size][head_dim], fp32.
+  std::unique_ptr<float[]> k_cache_;
+  std::unique_ptr<float[]> v_cache_;
+
+  // Per-step scratch, grown as needed.
+  std::vector<token_ref> tokens_;
+  std::vector<int> seq_first_token_;        // flat index of each sequence's first token
+  std::vector<float> rope_cos_, rope_sin_;  // [tokens, head_dim / 2]
+  std::vector<float> x_, xn_, qkv_, attn_out_, gate_up_, act_;
+  std::vector<std::vector<float>> scores_;  // per thread, [max context]
+  std::vector<sampler> samplers_;           // per thread
+
+  backend_stats stats_;
+};
+
+}  // namespace kvserve
