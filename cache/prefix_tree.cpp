@@ -26,6 +26,9 @@ std::uint64_t mix64(std::uint64_t x) {  // splitmix64 finaliser
 std::uint64_t slot_node_plus_one(std::uint64_t slot) { return slot & 0xFFFFFFFFull; }
 std::uint32_t slot_tag(std::uint64_t slot) { return static_cast<std::uint32_t>(slot >> 32); }
 std::uint32_t hash_tag(std::uint64_t hash) { return static_cast<std::uint32_t>(hash >> 32); }
+// The home slot comes from the tag, so that deletion can find an entry's home without reading
+// its node (the index has at most 2^30 slots).
+std::uint64_t home_of_tag(std::uint32_t tag, std::uint64_t mask) { return tag & mask; }
 
 cache_status broken(const std::string& what) {
   return {cache_errc::kInvariantViolated, "prefix_tree: " + what};
@@ -71,7 +74,7 @@ std::int32_t prefix_tree::find_child(std::int32_t parent, namespace_id ns, std::
                                      std::span<const std::int32_t> tokens) const {
   const std::uint32_t tag = hash_tag(hash);
   const auto bs = static_cast<std::size_t>(block_size_);
-  for (std::uint64_t i = hash & index_mask_;; i = (i + 1) & index_mask_) {
+  for (std::uint64_t i = home_of_tag(tag, index_mask_);; i = (i + 1) & index_mask_) {
     std::uint64_t slot = index_[i];
     if (slot == 0) return -1;
     if (slot_tag(slot) != tag) continue;
@@ -89,7 +92,7 @@ std::int32_t prefix_tree::find_child(std::int32_t parent, namespace_id ns, std::
 
 void prefix_tree::index_insert(std::int32_t n) {
   std::uint64_t hash = nodes_[static_cast<std::size_t>(n)].hash;
-  std::uint64_t i = hash & index_mask_;
+  std::uint64_t i = home_of_tag(hash_tag(hash), index_mask_);
   while (index_[i] != 0) i = (i + 1) & index_mask_;
   index_[i] =
       (static_cast<std::uint64_t>(hash_tag(hash)) << 32) | static_cast<std::uint64_t>(n + 1);
@@ -97,7 +100,7 @@ void prefix_tree::index_insert(std::int32_t n) {
 
 void prefix_tree::index_erase(std::int32_t n) {
   std::uint64_t hash = nodes_[static_cast<std::size_t>(n)].hash;
-  std::uint64_t i = hash & index_mask_;
+  std::uint64_t i = home_of_tag(hash_tag(hash), index_mask_);
   while (slot_node_plus_one(index_[i]) != static_cast<std::uint64_t>(n + 1)) {
     i = (i + 1) & index_mask_;
   }
@@ -107,8 +110,7 @@ void prefix_tree::index_erase(std::int32_t n) {
     j = (j + 1) & index_mask_;
     std::uint64_t slot = index_[j];
     if (slot == 0) break;
-    auto m = static_cast<std::size_t>(slot_node_plus_one(slot) - 1);
-    std::uint64_t home = nodes_[m].hash & index_mask_;
+    std::uint64_t home = home_of_tag(slot_tag(slot), index_mask_);
     // Move slot j into the hole at i unless its home lies cyclically in (i, j].
     bool home_in_range = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
     if (!home_in_range) {
@@ -139,7 +141,7 @@ int prefix_tree::match(namespace_id ns, std::span<const std::int32_t> tokens, in
   for (int i = 0; i < limit; ++i) {
     h = chain_hash(h, tokens.subspan(static_cast<std::size_t>(i) * bs, bs));
     hashes[i] = h;
-    __builtin_prefetch(&index_[h & index_mask_]);
+    __builtin_prefetch(&index_[home_of_tag(hash_tag(h), index_mask_)]);
   }
   std::int32_t parent = -1;
   int matched = 0;
@@ -343,6 +345,12 @@ std::optional<evicted_block> prefix_tree::evict_one() {
   --num_unlocked_;
   x = node{};
   x.priority = static_cast<std::int8_t>(kDefaultRetentionPriority);
+  // Evictions come in runs: start loading what evicting the next candidate will touch.
+  if (!heap_.empty()) {
+    const node& next = nodes_[static_cast<std::size_t>(heap_.front().node)];
+    __builtin_prefetch(&index_[home_of_tag(hash_tag(next.hash), index_mask_)]);
+    if (next.parent >= 0) __builtin_prefetch(&nodes_[static_cast<std::size_t>(next.parent)]);
+  }
   return evicted_block{to_block_id(n), reason};
 }
 
