@@ -1,0 +1,357 @@
+// GPU benchmark (issue 8): copy bandwidth and GEMM rate of the card, the decode matmuls (GEMV
+// vs cuBLASLt), paged decode attention alone at every block size, whole decode steps of a
+// Llama-3-8B-shaped dummy model (graphs and eager) and a 2,048-token prefill, each with its
+// floor and the ratio. Prints markdown table rows. Needs a CUDA build and a GPU.
+//   cuda_decode_bench [all|copy|matmul|attention|decode|prefill] [block_size]
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#ifndef KVSERVE_HAVE_CUDA
+int main() {
+  std::puts("cuda_decode_bench: built without CUDA");
+  return 0;
+}
+#else
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "cuda/cuda_backend.hpp"
+#include "cuda/device_memory.hpp"
+#include "cuda/gemm.hpp"
+#include "cuda/kernels.hpp"
+
+namespace {
+
+using namespace kvserve;
+using namespace kvserve::cuda;
+
+#define CHECK_CUDA(x)                                                                         \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+#define CHECK_OK(x)                                                                 \
+  do {                                                                              \
+    auto s_ = (x);                                                                  \
+    if (!s_.is_ok()) {                                                              \
+      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, s_.message().c_str()); \
+      std::exit(1);                                                                 \
+    }                                                                               \
+  } while (0)
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median time in ms of `fn` enqueued on `stream`, by CUDA events, after warm-up.
+template <class F>
+double time_ms(F&& fn, cudaStream_t stream, int reps = 30) {
+  cuda_event a, b;
+  CHECK_OK(a.create());
+  CHECK_OK(b.create());
+  for (int i = 0; i < 3; ++i) fn(i);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    CHECK_CUDA(cudaEventRecord(a.get(), stream));
+    fn(i);
+    CHECK_CUDA(cudaEventRecord(b.get(), stream));
+    CHECK_CUDA(cudaEventSynchronize(b.get()));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a.get(), b.get()));
+    t.push_back(ms);
+  }
+  return median(t);
+}
+
+model_config llama3_8b() {
+  model_config c;
+  c.name = "llama-3-8b-dummy";
+  c.vocab_size = 128256;
+  c.hidden_size = 4096;
+  c.intermediate_size = 14336;
+  c.num_layers = 32;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.head_dim = 128;
+  c.max_position_embeddings = 8192;
+  c.rope_theta = 500000.0f;
+  c.rope_scaling.type = rope_scaling_config::kind::kLlama3;
+  c.rope_scaling.factor = 8.0f;
+  return c;
+}
+
+double g_copy_bw = 3.0e12;      // bytes/s (read + write), measured below
+double g_gemm_rate = 790.0e12;  // FLOP/s, measured below
+
+void bench_copy(cudaStream_t s) {
+  const std::size_t bytes = std::size_t{1} << 31;
+  device_buffer<unsigned char> a, b;
+  CHECK_OK(a.allocate(bytes));
+  CHECK_OK(b.allocate(bytes));
+  CHECK_CUDA(cudaMemsetAsync(a.get(), 1, bytes, s));
+  const double ms = time_ms(
+      [&](int) {
+        CHECK_CUDA(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, s));
+      },
+      s, 20);
+  g_copy_bw = 2.0 * bytes / (ms * 1e-3);
+  std::printf("| copy bandwidth (read + write) | %.3f ms for 2 GiB | %.2f TB/s |\n", ms,
+              g_copy_bw / 1e12);
+  // bf16 GEMM rate through cuBLASLt.
+  const int n = 8192;
+  device_buffer<bf16> x, w;
+  device_buffer<float> y;
+  CHECK_OK(x.allocate(std::size_t{1} * n * n));
+  CHECK_OK(w.allocate(std::size_t{1} * n * n));
+  CHECK_OK(y.allocate(std::size_t{1} * n * n));
+  CHECK_CUDA(launch_fill_uniform_bf16(x.get(), std::int64_t{n} * n, 1, 1.0f, s));
+  CHECK_CUDA(launch_fill_uniform_bf16(w.get(), std::int64_t{n} * n, 2, 1.0f, s));
+  gemm_runner g;
+  CHECK_OK(g.init());
+  g.force_path(2);
+  const double gms =
+      time_ms([&](int) { CHECK_OK(g.run(x.get(), w.get(), n, n, n, y.get(), s)); }, s, 10);
+  g_gemm_rate = 2.0 * n * n * double(n) / (gms * 1e-3);
+  std::printf("| bf16 GEMM 8192^3 (cuBLASLt, fp32 out) | %.3f ms | %.0f TFLOP/s |\n", gms,
+              g_gemm_rate / 1e12);
+}
+
+void bench_matmul(cudaStream_t s) {
+  std::printf(
+      "\n| matmul (Llama-3-8B) | m | GEMV us | cuBLASLt us | best of copy BW "
+      "|\n|---|---|---|---|---|\n");
+  struct shape {
+    const char* name;
+    int n, k;
+  };
+  const shape shapes[] = {{"QKV 4096->6144", 6144, 4096},
+                          {"O 4096->4096", 4096, 4096},
+                          {"gate+up 4096->28672", 28672, 4096},
+                          {"down 14336->4096", 4096, 14336},
+                          {"LM head 4096->128256", 128256, 4096}};
+  gemm_runner g;
+  CHECK_OK(g.init());
+  device_buffer<bf16> x;
+  device_buffer<float> y;
+  CHECK_OK(x.allocate(64 * 14336));
+  CHECK_OK(y.allocate(std::size_t{64} * 128256));
+  CHECK_CUDA(launch_fill_uniform_bf16(x.get(), 64 * 14336, 3, 1.0f, s));
+  for (const auto& sh : shapes) {
+    // Rotate over copies so the weights do not sit in L2 (>= 4 x 50 MB).
+    const std::size_t elems = std::size_t{1} * sh.n * sh.k;
+    const int copies = std::max<int>(2, static_cast<int>((256u << 20) / (elems * 2)) + 1);
+    device_buffer<bf16> w;
+    CHECK_OK(w.allocate(elems * copies));
+    CHECK_CUDA(
+        launch_fill_uniform_bf16(w.get(), static_cast<std::int64_t>(elems * copies), 4, 0.05f, s));
+    for (int m : {1, 8, 32, 64}) {
+      double t[2] = {0, 0};
+      for (int path : {1, 2}) {
+        if (path == 1 && m > kGemvMaxRows) continue;
+        g.force_path(path);
+        t[path - 1] = time_ms(
+            [&](int i) {
+              CHECK_OK(g.run(x.get(), w.get() + elems * (i % copies), m, sh.n, sh.k, y.get(), s));
+            },
+            s);
+      }
+      const double best = t[0] > 0 ? std::min(t[0], t[1]) : t[1];
+      const double bytes = elems * 2.0 + m * sh.k * 2.0 + m * sh.n * 4.0;
+      std::printf("| %s | %d | %s | %.1f | %.0f%% |\n", sh.name, m,
+                  t[0] > 0 ? std::to_string(t[0] * 1e3).substr(0, 6).c_str() : "-", t[1] * 1e3,
+                  100.0 * bytes / (best * 1e-3) / g_copy_bw);
+    }
+  }
+}
+
+void bench_attention(cudaStream_t s) {
+  std::printf(
+      "\n| decode attention | block | batch | context | us | of copy BW "
+      "|\n|---|---|---|---|---|---|\n");
+  const int nh = 32, nkv = 8, hd = 128;
+  for (int bs : {2, 4, 8, 16, 32, 64}) {
+    for (auto [batch, ctx] : {std::pair{8, 4096}, std::pair{8, 16384}, std::pair{8, 32768},
+                              std::pair{64, 4096}, std::pair{1, 1024}}) {
+      const int blocks_per_seq = ctx / bs;
+      const std::size_t num_blocks = static_cast<std::size_t>(batch) * blocks_per_seq;
+      const std::size_t elems = num_blocks * nkv * bs * hd;
+      device_buffer<bf16> k, v;
+      device_buffer<float> q, po, pml;
+      device_buffer<bf16> out;
+      device_buffer<std::int32_t> tables, lens;
+      CHECK_OK(k.allocate(elems));
+      CHECK_OK(v.allocate(elems));
+      CHECK_CUDA(launch_fill_uniform_bf16(k.get(), elems, 5, 1.0f, s));
+      CHECK_CUDA(launch_fill_uniform_bf16(v.get(), elems, 6, 1.0f, s));
+      std::vector<std::int32_t> t(num_blocks);
+      for (std::size_t i = 0; i < num_blocks; ++i)  // a scattered but fixed permutation
+        t[i] = static_cast<std::int32_t>((i * 7919) % num_blocks);
+      CHECK_OK(tables.allocate(num_blocks));
+      CHECK_CUDA(cudaMemcpy(tables.get(), t.data(), num_blocks * 4, cudaMemcpyHostToDevice));
+      std::vector<std::int32_t> l(batch, ctx);
+      CHECK_OK(lens.allocate(batch));
+      CHECK_CUDA(cudaMemcpy(lens.get(), l.data(), batch * 4, cudaMemcpyHostToDevice));
+      int sms = 0;
+      CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+      const int splits =
+          std::clamp((2 * sms + batch * nkv - 1) / (batch * nkv), 1, kMaxDecodeSplits);
+      CHECK_OK(q.allocate(batch * nh * hd));
+      CHECK_CUDA(cudaMemsetAsync(q.get(), 0, q.bytes(), s));
+      CHECK_OK(po.allocate(std::size_t{1} * batch * nh * splits * hd));
+      CHECK_OK(pml.allocate(std::size_t{1} * batch * nh * splits * 2));
+      CHECK_OK(out.allocate(batch * nh * hd));
+      decode_attention_args a;
+      a.q = q.get();
+      a.kv = {k.get(), v.get(), nkv, bs, hd};
+      a.block_tables = tables.get();
+      a.context_lens = lens.get();
+      a.num_seqs = batch;
+      a.num_heads = nh;
+      a.max_blocks_per_seq = blocks_per_seq;
+      a.num_splits = splits;
+      a.scale = 0.088f;
+      a.partial_out = po.get();
+      a.partial_ml = pml.get();
+      a.out = out.get();
+      const double ms = time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 20);
+      const double bytes = 2.0 * elems * 2;
+      std::printf("| decode attention | %d | %d | %d | %.1f | %.0f%% |\n", bs, batch, ctx, ms * 1e3,
+                  100.0 * bytes / (ms * 1e-3) / g_copy_bw);
+    }
+  }
+}
+
+std::unique_ptr<backend> make_8b(int block_size, bool eager, int max_seqs) {
+  cuda_backend_config cfg;
+  cfg.block_size = block_size;
+  cfg.enforce_eager = eager;
+  cfg.max_num_seqs = max_seqs;
+  cfg.max_model_len = 4096;
+  cfg.max_num_batched_tokens = 2048;
+  cfg.gpu_memory_utilization = 0.90;
+  auto b = make_cuda_backend_dummy(cfg, llama3_8b(), 1);
+  if (!b) {
+    std::fprintf(stderr, "backend: %s\n", b.error().message().c_str());
+    std::exit(1);
+  }
+  return std::move(*b);
+}
+
+double weight_bytes(const model_config& c) {
+  const double h = c.hidden_size, i = c.intermediate_size, v = c.vocab_size;
+  const double per_layer = h * (c.q_size() + 2.0 * c.kv_size()) + h * c.q_size() + 3.0 * h * i;
+  return 2.0 * (c.num_layers * per_layer + 2.0 * v * h);
+}
+
+void bench_decode(int block_size) {
+  std::printf(
+      "\n| decode step, Llama-3-8B dummy bf16, ctx 1024, block %d | batch | graphs | ms/step | "
+      "floor ms | floor/time | tokens/s |\n|---|---|---|---|---|---|---|\n",
+      block_size);
+  const model_config c = llama3_8b();
+  const int ctx = 1024;
+  for (bool eager : {false, true}) {
+    auto b = make_8b(block_size, eager, 128);
+    for (int batch : {1, 8, 32, 64, 128}) {
+      const int blocks = (ctx + 64) / block_size + 1;
+      step_plan p;
+      for (int s = 0; s < batch; ++s) {
+        sequence_step q;
+        q.id = s;
+        q.tokens = {static_cast<std::int32_t>((s * 31) % c.vocab_size)};
+        q.start_position = ctx;
+        q.block_table.resize(blocks);
+        for (int i = 0; i < blocks; ++i) q.block_table[i] = (s * blocks + i) % b->num_kv_blocks();
+        q.sample = true;
+        q.sampling.temperature = 0.0f;
+        p.seqs.push_back(q);
+      }
+      std::vector<double> times;
+      for (int it = 0; it < 25; ++it) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = b->execute(p);
+        const auto t1 = std::chrono::steady_clock::now();
+        if (!r) {
+          std::fprintf(stderr, "execute: %s\n", r.error().message().c_str());
+          std::exit(1);
+        }
+        for (int s = 0; s < batch; ++s) {
+          p.seqs[s].tokens = {*r->seqs[s].sampled_token};
+          ++p.seqs[s].start_position;
+          if (p.seqs[s].start_position >= ctx + 60) p.seqs[s].start_position = ctx;
+        }
+        if (it >= 5) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      }
+      const double ms = median(times);
+      const double bytes =
+          weight_bytes(c) + static_cast<double>(batch) * ctx * b->kv_bytes_per_token();
+      const double floor_ms = bytes / g_copy_bw * 1e3;
+      std::printf("| decode | %d | %s | %.2f | %.2f | %.0f%% | %.0f |\n", batch,
+                  eager ? "eager" : "graphs", ms, floor_ms, 100.0 * floor_ms / ms,
+                  batch / (ms * 1e-3));
+    }
+    std::printf("| (graph replays: %llu) |\n",
+                static_cast<unsigned long long>(b->stats().cuda_graph_replays));
+  }
+}
+
+void bench_prefill(int block_size) {
+  const model_config c = llama3_8b();
+  auto b = make_8b(block_size, false, 16);
+  const int n = 2048;
+  step_plan p;
+  sequence_step q;
+  q.tokens.resize(n);
+  for (int i = 0; i < n; ++i) q.tokens[i] = (i * 17) % c.vocab_size;
+  q.block_table.resize(n / block_size + 1);
+  for (std::size_t i = 0; i < q.block_table.size(); ++i) q.block_table[i] = static_cast<int>(i);
+  q.sample = true;
+  q.sampling.temperature = 0.0f;
+  p.seqs.push_back(q);
+  std::vector<double> times;
+  for (int it = 0; it < 6; ++it) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = b->execute(p);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!r) std::exit(1);
+    if (it >= 1) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  const double ms = median(times);
+  const double flops = (weight_bytes(c) / 2.0 - c.vocab_size * double(c.hidden_size)) * 2.0 * n +
+                       2.0 * c.vocab_size * c.hidden_size +  // LM head on the last token only
+                       c.num_layers * 2.0 * 2.0 * c.num_heads * c.head_dim * (n * (n + 1) / 2.0);
+  const double floor_ms = flops / g_gemm_rate * 1e3;
+  std::printf(
+      "\n| prefill 2048 tokens, block %d | ms | GEMM floor ms | floor/time |\n|---|---|---|---|\n| "
+      "prefill | %.2f | %.2f | %.0f%% |\n",
+      block_size, ms, floor_ms, 100.0 * floor_ms / ms);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string what = argc > 1 ? argv[1] : "all";
+  const int block_size = argc > 2 ? std::atoi(argv[2]) : 16;
+  if (!cuda_device_available()) {
+    std::puts("cuda_decode_bench: no CUDA device");
+    return 0;
+  }
+  auto name = cuda_device_name(0);
+  std::printf("| device | %s |\n|---|---|\n", name ? name->c_str() : "?");
+  cuda_stream stream;
+  CHECK_OK(stream.create());
+  bench_copy(stream.get());
+  if (what == "all" || what == "matmul") bench_matmul(stream.get());
+  if (what == "all" || what == "attention") bench_attention(stream.get());
+  if (what == "all" || what == "decode") bench_decode(block_size);
+  if (what == "all" || what == "prefill") bench_prefill(block_size);
+  return 0;
+}
+#endif

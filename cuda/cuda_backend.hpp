@@ -1,0 +1,53 @@
+#pragma once
+/// The CUDA backend's public face: a factory behind the backend interface. Free of CUDA types
+/// and headers, so app/ can include it; only built when nvcc is found (KVSERVE_HAVE_CUDA).
+
+#include <cstdint>
+#include <memory>
+
+#include "model/backend.hpp"
+#include "model/model_config.hpp"
+#include "model/model_weights.hpp"
+#include "model/status.hpp"
+
+namespace kvserve {
+
+/// How the CUDA backend sizes its memory and runs its steps (DESIGN.md's flags).
+struct cuda_backend_config {
+  int block_size = 16;                   ///< --block-size: 2, 4, 8, 16, 32 or 64
+  double gpu_memory_utilization = 0.90;  ///< --gpu-memory-utilization: weights + workspace + KV
+  int max_num_seqs = 256;                ///< --max-num-seqs: sequences per step
+  int max_model_len = 0;                 ///< --max-model-len; 0: the model's context
+  int max_num_batched_tokens = 2048;     ///< tokens per step (prefill chunk budget)
+  bool enforce_eager = false;            ///< --enforce-eager: no CUDA graphs
+  int device = 0;                        ///< CUDA device ordinal
+  /// > 0: exactly this many KV blocks instead of sizing from gpu_memory_utilization (tests).
+  int num_kv_blocks = 0;
+  /// Measure GEMV against cuBLASLt per decode shape at start (a few ms).
+  bool tune_gemm = true;
+  /// Logs the chosen sizes to stderr.
+  bool log = true;
+};
+
+/// True when a CUDA device can be used (driver present and at least one device). Any error,
+/// e.g. "driver version insufficient" on machines without a GPU, counts as no device.
+bool cuda_device_available();
+
+/// Name of device `ordinal` (e.g. "NVIDIA H100 80GB HBM3"), or an error.
+result<std::string> cuda_device_name(int ordinal = 0);
+
+/// Uploads `weights` (fp32, HF layout) to the device as bf16 and sizes the KV pool. Errors:
+/// kInvalidArgument (bad config), kCorruptData (a weight of the wrong shape), kOutOfMemory
+/// (naming --gpu-memory-utilization), kInternal (CUDA failures).
+result<std::unique_ptr<backend>> make_cuda_backend(const cuda_backend_config& config,
+                                                   model_config model,
+                                                   const model_weights& weights);
+
+/// The same with random bf16 weights drawn directly on the device (`--load-format dummy` at
+/// real shapes: no host copy of the weights is ever made). Uniform values with std 0.02, RMSNorm
+/// weights 1; deterministic for a (model, seed).
+result<std::unique_ptr<backend>> make_cuda_backend_dummy(const cuda_backend_config& config,
+                                                         model_config model,
+                                                         std::uint64_t seed = 0);
+
+}  // namespace kvserve

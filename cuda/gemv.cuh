@@ -1,0 +1,57 @@
+#pragma once
+/// Small-batch GEMM for decode: y[m, n] = x[m, k] . w[n, k] with m <= 8, streaming each weight
+/// row once with 16-byte loads. A warp owns kRowsPerWarp consecutive output columns; its lanes
+/// stride over k in steps of 256 elements and reduce with shuffles at the end.
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "cuda/device_math.cuh"
+
+namespace kvserve::cuda {
+
+inline constexpr int kGemvWarps = 4;
+inline constexpr int kGemvRowsPerWarp = 2;
+
+template <int M>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w, int n,
+                int k, float* __restrict__ y) {
+  constexpr int NR = kGemvRowsPerWarp;
+  const int lane = threadIdx.x & 31;
+  const int n0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * NR;
+  if (n0 >= n) return;
+  float acc[M][NR];
+#pragma unroll
+  for (int r = 0; r < M; ++r)
+#pragma unroll
+    for (int j = 0; j < NR; ++j) acc[r][j] = 0.0f;
+  const __nv_bfloat16* wrow[NR];
+#pragma unroll
+  for (int j = 0; j < NR; ++j) wrow[j] = w + static_cast<std::int64_t>(min(n0 + j, n - 1)) * k;
+#pragma unroll 2
+  for (int kk = lane * 8; kk < k; kk += 256) {
+    float wv[NR][8];
+#pragma unroll
+    for (int j = 0; j < NR; ++j) load_bf16<8>(wrow[j] + kk, wv[j]);
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      float xv[8];
+      load_bf16<8>(x + static_cast<std::int64_t>(r) * k + kk, xv);
+#pragma unroll
+      for (int j = 0; j < NR; ++j)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[r][j] += xv[e] * wv[j][e];
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < M; ++r)
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+      const float v = warp_sum(acc[r][j]);
+      if (lane == 0 && n0 + j < n) y[static_cast<std::int64_t>(r) * n + n0 + j] = v;
+    }
+}
+
+}  // namespace kvserve::cuda

@@ -1,0 +1,144 @@
+#pragma once
+/// Host-side launchers of the CUDA backend's own kernels, over raw device pointers. Internal to
+/// cuda/ and its tests: app/ never includes this header (it pulls in CUDA's headers).
+///
+/// Layouts used throughout:
+///   residual stream  float [num_tokens, hidden]
+///   GEMM inputs      bf16  [num_tokens, in_features]   (row-major)
+///   GEMM outputs     float [num_tokens, out_features]
+///   paged KV cache   bf16  [num_blocks, num_kv_heads, block_size, head_dim] per layer, K and V
+///                    in separate pools; slot = block * block_size + offset.
+/// Launchers only enqueue work on `stream`; they return cudaGetLastError() of the launch.
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace kvserve::cuda {
+
+using bf16 = __nv_bfloat16;
+
+/// One layer's paged KV pools.
+struct paged_kv_view {
+  bf16* k = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]
+  bf16* v = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]
+  int num_kv_heads = 0;
+  int block_size = 0;  // a power of two, 2..64
+  int head_dim = 0;    // 64 or 128
+};
+
+// ---- element-wise and normalisation -------------------------------------------------------
+
+/// out[t, :] = float(table[tokens[t], :]).
+cudaError_t launch_embedding_gather(const bf16* table,           // [vocab, hidden]
+                                    const std::int32_t* tokens,  // [num_tokens]
+                                    int num_tokens, int hidden,
+                                    float* out,  // [num_tokens, hidden]
+                                    cudaStream_t stream);
+
+/// For each output row i with r = rows ? rows[i] : i:
+///   x = residual[r] + (delta ? delta[r] : 0);  if write_residual: residual[r] = x;
+///   out[i] = bf16(x * rsqrt(mean(x^2) + eps) * weight).
+cudaError_t launch_add_rms_norm(float* residual,           // [*, hidden]
+                                const float* delta,        // [*, hidden] or null
+                                const float* weight,       // [hidden]
+                                const std::int32_t* rows,  // [num_rows] or null
+                                int num_rows, int hidden, float eps, bool write_residual,
+                                bf16* out,  // [num_rows, hidden]
+                                cudaStream_t stream);
+
+/// out[t, i] = bf16(silu(gate_up[t, i]) * gate_up[t, inter + i]).
+cudaError_t launch_swiglu(const float* gate_up,  // [num_tokens, 2 * inter]
+                          int num_tokens, int inter,
+                          bf16* out,  // [num_tokens, inter]
+                          cudaStream_t stream);
+
+/// Converts fp32 to bf16 (round to nearest even).
+cudaError_t launch_f32_to_bf16(const float* in, std::int64_t n, bf16* out, cudaStream_t stream);
+
+/// Fills `out` with uniform values in [-scale, scale) from a counter hash of (seed, index):
+/// dummy weights made directly on the device.
+cudaError_t launch_fill_uniform_bf16(bf16* out, std::int64_t n, std::uint64_t seed, float scale,
+                                     cudaStream_t stream);
+cudaError_t launch_fill_f32(float* out, std::int64_t n, float value, cudaStream_t stream);
+
+// ---- RoPE + KV append ---------------------------------------------------------------------
+
+struct rope_kv_args {
+  const float* qkv = nullptr;   // [num_tokens, (num_heads + 2 * num_kv_heads) * head_dim]
+  const float* bias = nullptr;  // [(num_heads + 2 * num_kv_heads) * head_dim] or null
+  const std::int32_t* positions = nullptr;     // [num_tokens]
+  const std::int32_t* slot_mapping = nullptr;  // [num_tokens]; < 0: write nowhere (padding)
+  const float* inv_freq = nullptr;             // [head_dim / 2], scaling already applied
+  int num_tokens = 0;
+  int num_heads = 0;
+  float* q_out = nullptr;  // [num_tokens, num_heads, head_dim], rotated
+  paged_kv_view kv;        // rotated K and plain V are written at slot_mapping[t]
+};
+
+/// Adds the bias, rotates Q and K (rotate_half) and appends K and V to their paged slots.
+cudaError_t launch_rope_kv_append(const rope_kv_args& args, cudaStream_t stream);
+
+// ---- paged attention ----------------------------------------------------------------------
+
+/// Decode: one query token per sequence, attending over context_lens[s] cached tokens (its own
+/// K/V already appended). The context is split into `num_splits` parts computed in parallel and
+/// merged by a second kernel.
+struct decode_attention_args {
+  const float* q = nullptr;  // [num_seqs, num_heads, head_dim]
+  paged_kv_view kv;
+  const std::int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  const std::int32_t* context_lens = nullptr;  // [num_seqs]; 0: padding row (output zeros)
+  int num_seqs = 0;
+  int num_heads = 0;
+  int max_blocks_per_seq = 0;
+  int num_splits = 1;  // 1..kMaxDecodeSplits
+  float scale = 1.0f;
+  float* partial_out = nullptr;  // [num_seqs, num_heads, num_splits, head_dim] workspace
+  float* partial_ml = nullptr;   // [num_seqs, num_heads, num_splits, 2] workspace (max, sum)
+  bf16* out = nullptr;           // [num_seqs, num_heads * head_dim]
+};
+inline constexpr int kMaxDecodeSplits = 64;
+
+cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
+
+/// A prefill work item: a run of query tokens of one sequence times a range of the query heads
+/// that share one KV head (token_count * head_count <= kPrefillRowsPerItem).
+struct prefill_work_item {
+  std::int32_t seq = 0;          // row of block_tables
+  std::int32_t token_begin = 0;  // first query token (row of q / out)
+  std::int32_t token_count = 0;
+  std::int32_t head_begin = 0;  // first query head within the KV head's group
+  std::int32_t head_count = 0;
+};
+inline constexpr int kPrefillRowsPerItem = 16;
+
+/// Prefill (and mixed steps): each query token at positions[t] attends causally over the cached
+/// positions [0, positions[t]] of its sequence: prefix blocks plus the chunk just appended.
+struct prefill_attention_args {
+  const float* q = nullptr;  // [num_tokens, num_heads, head_dim]
+  paged_kv_view kv;
+  const std::int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  const std::int32_t* positions = nullptr;     // [num_tokens]
+  const prefill_work_item* items = nullptr;    // [num_items]
+  int num_items = 0;
+  int num_heads = 0;
+  int max_blocks_per_seq = 0;
+  float scale = 1.0f;
+  bf16* out = nullptr;  // [num_tokens, num_heads * head_dim]
+};
+
+cudaError_t launch_prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
+
+// ---- small-batch GEMM ---------------------------------------------------------------------
+
+/// y[m, n] = sum_k x[m, k] * w[n, k] for small m (1..kGemvMaxRows), streaming w once.
+inline constexpr int kGemvMaxRows = 8;
+cudaError_t launch_gemv(const bf16* x,  // [m, k]
+                        const bf16* w,  // [n, k]
+                        int m, int n, int k,
+                        float* y,  // [m, n]
+                        cudaStream_t stream);
+
+}  // namespace kvserve::cuda

@@ -1,1 +1,0 @@
-// Placeholder translation unit until cuda/ has sources; remove when it does.

@@ -1,0 +1,61 @@
+#pragma once
+/// Checks a step plan against the backend's limits and converts it into the flat arrays the
+/// kernels read (the one place where plan data is validated and converted for the device).
+
+#include <cstdint>
+#include <vector>
+
+#include "cuda/kernels.hpp"
+#include "cuda/sampling.hpp"
+#include "model/status.hpp"
+#include "model/step_plan.hpp"
+
+namespace kvserve::cuda {
+
+struct step_limits {
+  int vocab_size = 0;
+  int num_kv_blocks = 0;
+  int block_size = 0;
+  int max_model_len = 0;
+  int max_num_seqs = 0;
+  int max_num_tokens = 0;       // tokens per step
+  int max_blocks_per_seq = 0;   // width of the block-table rows
+  int max_logits_rows = 0;      // rows of the logits buffer
+  int token_list_capacity = 0;  // ints of the sampling token lists
+  int gqa_group = 1;            // query heads per KV head
+};
+
+/// Where one plan sequence's outputs are found.
+struct seq_outputs {
+  int sample_row = -1;        // row of `sampled` (decode: the sequence's row)
+  int first_logits_row = -1;  // first of `num_logits_rows` rows of the logits buffer
+  int num_logits_rows = 0;    // rows the host reads back (kLast: 1, kAll/prompt logprobs: n)
+};
+
+/// The flat, device-ready form of a step. In a decode-only step row i is sequence i and the
+/// rows are padded to `num_rows` (a graph bucket) with rows that write nowhere.
+struct step_inputs {
+  bool decode_only = false;
+  int num_seqs = 0;
+  int num_rows = 0;                           // decode: padded batch; otherwise: num_tokens
+  int num_tokens = 0;                         // real tokens
+  std::vector<std::int32_t> tokens;           // [num_rows]
+  std::vector<std::int32_t> positions;        // [num_rows]
+  std::vector<std::int32_t> slot_mapping;     // [num_rows], -1 for padding
+  std::vector<std::int32_t> context_lens;     // decode: [num_rows], 0 for padding
+  std::vector<std::int32_t> block_tables;     // [num_seqs or num_rows, max_blocks_per_seq]
+  std::vector<prefill_work_item> items;       // prefill/mixed only
+  std::vector<std::int32_t> logits_rows;      // prefill/mixed: token index of each logits row
+  std::vector<device_sampling_row> sampling;  // decode: [num_rows]; else one per sampled seq
+  std::vector<std::int32_t> token_lists;
+  std::vector<seq_outputs> outputs;  // [plan.seqs.size()]
+};
+
+/// Validates `plan` (as the CPU backend does: token ids, block ids, block-table coverage,
+/// positions, sampling parameters) and fills `out`. `decode_rows(n)` is the padded row count
+/// for a decode-only step of n sequences. kInvalidArgument on a bad plan.
+[[nodiscard]] status build_step_inputs(const step_plan& plan, const step_limits& limits,
+                                       int (*decode_rows)(int, int), int max_num_seqs,
+                                       step_inputs& out);
+
+}  // namespace kvserve::cuda
