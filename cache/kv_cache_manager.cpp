@@ -301,6 +301,7 @@ kv_cache_stats kv_cache_manager::stats() const {
   s.num_blocks_locked = pool_.num_used() - tree_.num_unlocked();
   s.num_blocks_orphaned = tree_.num_orphaned();
   s.num_blocks_retained = tree_.num_retained();
+  s.num_blocks_cached_retained = tree_.num_unlocked_retained();
   s.num_sequences = static_cast<std::int64_t>(seqs_.size());
   s.num_blocks_orphaned_total = tree_.num_orphaned_total();
   return s;

@@ -29,6 +29,8 @@ struct kv_cache_stats {
   std::int64_t num_blocks_orphaned = 0;  ///< lru-any only: cached but unreachable (wasted)
   /// Blocks in the tree whose retention priority is above the default and not expired.
   std::int64_t num_blocks_retained = 0;
+  /// Of those, the cached (unlocked) ones: evicted only once every other cached block is gone.
+  std::int64_t num_blocks_cached_retained = 0;
   std::int64_t num_sequences = 0;  ///< live sequences
   // Cumulative.
   std::uint64_t prefix_queries_tokens = 0;  ///< prompt tokens of admitted sequences

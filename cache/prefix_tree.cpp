@@ -198,6 +198,7 @@ void prefix_tree::lock(block_id b) {
   node& x = nodes_[static_cast<std::size_t>(to_index(b))];
   if (x.lock_ref++ == 0) {
     --num_unlocked_;
+    if (x.priority > kDefaultRetentionPriority) --num_unlocked_retained_;
     if (x.heap_pos >= 0) heap_erase(to_index(b));
   }
 }
@@ -206,6 +207,7 @@ void prefix_tree::unlock(block_id b) {
   node& x = nodes_[static_cast<std::size_t>(to_index(b))];
   if (--x.lock_ref == 0) {
     ++num_unlocked_;
+    if (x.priority > kDefaultRetentionPriority) ++num_unlocked_retained_;
     update_candidacy(to_index(b));
   }
 }
@@ -223,6 +225,7 @@ void prefix_tree::set_priority(std::int32_t n, int priority) {
   x.priority = static_cast<std::int8_t>(priority);
   bool is = x.priority > kDefaultRetentionPriority;
   num_retained_ += static_cast<int>(is) - static_cast<int>(was);
+  if (x.lock_ref == 0) num_unlocked_retained_ += static_cast<int>(is) - static_cast<int>(was);
   if (x.heap_pos >= 0) heap_update(n);
 }
 
@@ -340,7 +343,10 @@ std::optional<evicted_block> prefix_tree::evict_one() {
   detach(n);
   if (p >= 0) update_candidacy(p);
   if (x.flags & kOrphan) --num_orphaned_;
-  if (x.priority > kDefaultRetentionPriority) --num_retained_;
+  if (x.priority > kDefaultRetentionPriority) {
+    --num_retained_;
+    --num_unlocked_retained_;
+  }
   --num_nodes_;
   --num_unlocked_;
   x = node{};
@@ -474,7 +480,7 @@ std::size_t prefix_tree::memory_bytes_of_tokens() const {
 }
 
 cache_status prefix_tree::check_invariants() const {
-  int in_tree = 0, unlocked = 0, orphaned = 0, retained = 0, in_index = 0;
+  int in_tree = 0, unlocked = 0, orphaned = 0, retained = 0, unlocked_retained = 0, in_index = 0;
   for (std::uint64_t i = 0; i <= index_mask_; ++i) {
     if (index_[i] == 0) continue;
     ++in_index;
@@ -495,7 +501,10 @@ cache_status prefix_tree::check_invariants() const {
     ++in_tree;
     if (x.lock_ref < 0) return broken("negative lock count");
     if (x.lock_ref == 0) ++unlocked;
-    if (x.priority > kDefaultRetentionPriority) ++retained;
+    if (x.priority > kDefaultRetentionPriority) {
+      ++retained;
+      if (x.lock_ref == 0) ++unlocked_retained;
+    }
     bool orphan = (x.flags & kOrphan) != 0;
     if (orphan) ++orphaned;
     if (orphan && is_dependent_first(policy_))
@@ -547,6 +556,7 @@ cache_status prefix_tree::check_invariants() const {
   if (unlocked != num_unlocked_) return broken("unlocked count");
   if (orphaned != num_orphaned_) return broken("orphan count");
   if (retained != num_retained_) return broken("retained count");
+  if (unlocked_retained != num_unlocked_retained_) return broken("unlocked retained count");
   return cache_status::ok();
 }
 

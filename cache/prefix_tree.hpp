@@ -99,6 +99,8 @@ class prefix_tree {
   int num_orphaned() const { return num_orphaned_; }
   /// Nodes with a priority above the default.
   int num_retained() const { return num_retained_; }
+  /// Unlocked nodes with a priority above the default (evicted only after all others).
+  int num_unlocked_retained() const { return num_unlocked_retained_; }
   /// Cumulative count of nodes cut off from the root (lru-any).
   std::uint64_t num_orphaned_total() const { return num_orphaned_total_; }
 
@@ -173,6 +175,7 @@ class prefix_tree {
   int num_unlocked_ = 0;
   int num_orphaned_ = 0;
   int num_retained_ = 0;
+  int num_unlocked_retained_ = 0;
   std::uint64_t num_orphaned_total_ = 0;
 };
 

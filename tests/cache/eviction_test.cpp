@@ -126,6 +126,7 @@ TEST_P(Eviction, LowerPriorityGoesFirst) {
   cache_blocks(*m, 1, sys, retention_config{bs(), 90, std::nullopt});
   cache_blocks(*m, 2, other);  // more recent, but default priority
   EXPECT_EQ(m->stats().num_blocks_retained, 1);
+  EXPECT_EQ(m->stats().num_blocks_cached_retained, 1);
   take(*m, 7);
   EXPECT_TRUE(cached(*m, sys, 1));
   EXPECT_FALSE(cached(*m, other, 1));
