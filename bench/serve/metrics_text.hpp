@@ -1,0 +1,49 @@
+#pragma once
+/// Reading the Prometheus text exposition format that kvserve's GET /metrics serves, and the
+/// counters the benchmark compares before and after a run. Pure.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kvserve::bench {
+
+/// Samples of one scrape, keyed by metric name; each name maps its label set (the text between
+/// the braces, "" when none) to the value. Comment lines and malformed lines are skipped.
+class metrics_snapshot {
+ public:
+  static metrics_snapshot parse(std::string_view text);
+
+  /// The sum over every label set of `name`; nullopt when the scrape lacks the metric.
+  std::optional<double> sum(const std::string& name) const;
+  /// The value of `name` with exactly this label text (e.g. `reason="stop"`).
+  std::optional<double> get(const std::string& name, const std::string& labels = "") const;
+  bool empty() const { return samples_.empty(); }
+
+ private:
+  std::map<std::string, std::map<std::string, double>> samples_;
+};
+
+/// The server-side counters of a run: differences between two scrapes.
+struct server_counters {
+  bool available = false;  ///< both scrapes had the prefix-cache counters
+  double prefix_hits_tokens = 0;
+  double prefix_queries_tokens = 0;
+  double prompt_tokens = 0;
+  double generation_tokens = 0;
+  double preemptions = 0;
+  double evictions = 0;
+  /// hits / queries; 0 when nothing was queried.
+  double prefix_hit_rate() const {
+    return prefix_queries_tokens > 0 ? prefix_hits_tokens / prefix_queries_tokens : 0.0;
+  }
+};
+
+/// after - before for the counters above (kvserve_prefix_cache_hits_tokens_total,
+/// kvserve_prefix_cache_queries_tokens_total, kvserve_prompt_tokens_total,
+/// kvserve_generation_tokens_total, kvserve_num_preemptions_total,
+/// kvserve_kv_cache_evictions_total summed over reasons).
+server_counters counters_between(const metrics_snapshot& before, const metrics_snapshot& after);
+
+}  // namespace kvserve::bench
