@@ -11,7 +11,7 @@
 // reply when the request finishes.
 //
 // Usage: cache_simulator [--json FILE] [--csv FILE] [--trace-out FILE] [--seed N]
-//                        [--conversations N] [--quick]
+//                        [--conversations N] [--quick] [--no-retention-aware-admission]
 
 #include <algorithm>
 #include <chrono>
@@ -46,6 +46,8 @@ struct workload_config {
   // Multiples of 64, so that every block size splits them into whole blocks.
   std::vector<int> system_prompt_tokens{4096, 3072, 2048, 2048, 1024, 1024, 512, 512, 256, 256};
   int max_num_seqs = 16;
+  /// While anything runs, admit a request only if it fits without evicting retained blocks.
+  bool retention_aware_admission = true;
 };
 
 struct turn {
@@ -231,7 +233,7 @@ sim_result replay(const trace& t, sim_policy policy, int block_size, int pool_bl
       }
       std::int64_t unretained =
           st.num_blocks_free + st.num_blocks_cached - st.num_blocks_cached_retained;
-      if (a.num_new_blocks + lock_cost > unretained) {
+      if (t.config.retention_aware_admission && a.num_new_blocks + lock_cost > unretained) {
         if (running > 0) break;
         ++r.forced_admissions;
       }
@@ -378,9 +380,12 @@ int run(int argc, char** argv) {
       wc.num_conversations = std::stoi(next());
     else if (a == "--quick")
       quick = true;
+    else if (a == "--no-retention-aware-admission")
+      wc.retention_aware_admission = false;
     else {
       std::cerr << "usage: cache_simulator [--json FILE] [--csv FILE] [--trace-out FILE] "
-                   "[--seed N] [--conversations N] [--quick]\n";
+                   "[--seed N] [--conversations N] [--quick] "
+                   "[--no-retention-aware-admission]\n";
       return a == "--help" ? 0 : 2;
     }
   }
