@@ -162,7 +162,8 @@ class runner {
   }
 
   asio::awaitable<void> run_session(int index, bench_clock::time_point start_at) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, start_at);
+    // A session due after the end of the run is not waited for.
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(start_at, run_deadline_));
     co_await timer.async_wait(asio::use_awaitable);
     const bench_session& session = sessions_[static_cast<std::size_t>(index)];
     std::vector<std::int32_t> history_ids = session.system.token_ids;

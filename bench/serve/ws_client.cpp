@@ -1,7 +1,6 @@
 // The WebSocket side of the load generator: one kvserve.v1 generation per connection.
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -57,11 +56,12 @@ asio::awaitable<request_outcome> run_ws_request(const transport_context& ctx, st
       buffer.consume(buffer.size());
       rec.on_event(parse_ws_frame(text, id), now);
     }
-    // A polite close; its failure does not change the outcome.
+    // The generation has ended: drop the connection at once rather than wait for a close
+    // handshake while holding a concurrency slot (the server treats it as a disconnect after
+    // the stream's end).
     beast::error_code ignored;
-    beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(2));
-    co_await ws.async_close(websocket::close_code::normal,
-                            asio::redirect_error(asio::use_awaitable, ignored));
+    beast::get_lowest_layer(ws).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(ws).socket().close(ignored);
   } catch (const boost::system::system_error& e) {
     double now = clock_seconds(bench_clock::now());
     rec.fail(e.code() == beast::error::timeout ? std::string("timeout")
