@@ -130,7 +130,8 @@ TEST_P(KvCacheManager, PlanIsPureAndApplyRejectsStalePlans) {
   KV_EXPECT_OK(m->commit(1, prompt));
   KV_EXPECT_OK(m->release(1));
   auto before = m->stats();
-  std::vector<sequence_request> batch{request(2, concat(prompt, {5}))};
+  auto tokens = concat(prompt, {5});  // requests only view their tokens
+  std::vector<sequence_request> batch{request(2, tokens)};
   auto p1 = m->plan_allocation(batch);
   auto p2 = m->plan_allocation(batch);
   EXPECT_EQ(p1.seqs[0].cached_blocks, p2.seqs[0].cached_blocks);
@@ -169,8 +170,9 @@ TEST_P(KvCacheManager, SaysWhichSequencesCannotBeServed) {
 TEST_P(KvCacheManager, RejectsDuplicatesAndOversizedRequests) {
   auto m = make();
   (void)admit(*m, request(1, blocks(1)));
-  std::vector<sequence_request> batch{request(1, blocks(1, 50)), request(2, blocks(1, 60)),
-                                      request(2, blocks(1, 70)), request(3, blocks(9, 80))};
+  auto t1 = blocks(1, 50), t2 = blocks(1, 60), t3 = blocks(1, 70), t4 = blocks(9, 80);
+  std::vector<sequence_request> batch{request(1, t1), request(2, t2), request(2, t3),
+                                      request(3, t4)};
   auto plan = m->plan_allocation(batch, admission_order::kSkipFailures);
   EXPECT_EQ(plan.seqs[0].status, admission_status::kDuplicate);
   EXPECT_EQ(plan.seqs[1].status, admission_status::kAdmitted);
