@@ -8,6 +8,9 @@
 #include "model/dummy_weights.hpp"
 #include "model/gguf_file.hpp"
 #include "model/gguf_loader.hpp"
+#include "model/hf_config.hpp"
+#include "model/hf_tokenizer.hpp"
+#include "model/hf_weights.hpp"
 
 namespace kvserve {
 
@@ -83,8 +86,12 @@ status gguf_tokenizer_and_template(const gguf_file& file, loaded_model& out) {
   };
   auto tmpl = chat_template::from_jinja(jinja, text_of(out.tokenizer->bos_token_id()),
                                         text_of(out.tokenizer->eos_token_id()));
-  if (!tmpl) return status(tmpl.error().code(), file.path() + ": " + tmpl.error().message());
-  out.chat_template = std::make_shared<const chat_template>(std::move(tmpl).value());
+  // A template of no known family falls back to plain ChatML rather than refusing the model.
+  out.chat_template = std::make_shared<const chat_template>(
+      tmpl ? std::move(tmpl).value()
+           : chat_template(chat_template_family::kChatMl, std::nullopt,
+                           text_of(out.tokenizer->bos_token_id()),
+                           text_of(out.tokenizer->eos_token_id())));
   return status::ok();
 }
 
@@ -101,6 +108,40 @@ result<loaded_model> load_gguf(const std::string& path, bool dummy, std::uint64_
     out.weights = make_dummy_weights(out.config, seed);
   } else {
     auto weights = load_gguf_weights(*file, out.config);
+    if (!weights) return weights.error();
+    out.weights = std::move(weights).value();
+  }
+  return out;
+}
+
+result<loaded_model> load_hf_folder(const std::string& path, bool dummy, std::uint64_t seed) {
+  loaded_model out;
+  auto config = read_hf_config(path);
+  if (!config) return config.error();
+  out.config = std::move(config).value();
+  if (out.config.name.empty()) {
+    out.config.name = fs::path(path).lexically_normal().filename().string();
+    if (out.config.name.empty()) out.config.name = fs::path(path).parent_path().filename().string();
+  }
+  auto tok_info = read_hf_tokenizer(path);
+  if (!tok_info) return tok_info.error();
+  auto tok = tokenizer::create(std::move(tok_info->spec));
+  if (!tok) return status(tok.error().code(), path + ": " + tok.error().message());
+  out.tokenizer = std::move(tok).value();
+  if (out.tokenizer->vocab_size() > out.config.vocab_size) {
+    return status(status_code::kCorruptData,
+                  path + ": tokenizer.json has more tokens than config.json's vocab_size");
+  }
+  auto tmpl =
+      chat_template::from_jinja(tok_info->chat_template, tok_info->bos_text, tok_info->eos_text);
+  out.chat_template = std::make_shared<const chat_template>(
+      tmpl ? std::move(tmpl).value()
+           : chat_template(chat_template_family::kChatMl, std::nullopt, tok_info->bos_text,
+                           tok_info->eos_text));
+  if (dummy) {
+    out.weights = make_dummy_weights(out.config, seed);
+  } else {
+    auto weights = load_hf_weights(path, out.config);
     if (!weights) return weights.error();
     out.weights = std::move(weights).value();
   }
@@ -128,8 +169,11 @@ result<loaded_model> load_model(const std::string& path, load_format format,
     }
     return load_gguf(path, dummy, dummy_seed);
   }
-  return status(status_code::kUnsupported,
-                "'" + path + "': Hugging Face folders (safetensors) are not supported yet");
+  if (!is_dir) {
+    return status(status_code::kInvalidArgument,
+                  "'" + path + "' is a file; --load-format safetensors needs an HF model folder");
+  }
+  return load_hf_folder(path, dummy, dummy_seed);
 }
 
 }  // namespace kvserve

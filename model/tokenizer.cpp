@@ -112,9 +112,11 @@ struct tokenizer::impl {
   std::vector<std::pair<std::string, std::int32_t>> specials;
   std::array<bool, 256> special_first_byte{};
   pcre2_code* regex = nullptr;
+  pcre2_code* digit_regex = nullptr;  // only with individual_digits
 
   ~impl() {
     if (regex != nullptr) pcre2_code_free(regex);
+    if (digit_regex != nullptr) pcre2_code_free(digit_regex);
   }
 
   token_kind kind(std::int32_t id) const {
@@ -124,6 +126,7 @@ struct tokenizer::impl {
 
   void bpe(std::string_view word, std::vector<std::int32_t>& out) const;
   void encode_plain(std::string_view text, std::vector<std::int32_t>& out) const;
+  void encode_split(std::string_view text, std::vector<std::int32_t>& out) const;
 };
 
 /// Merges one pre-token by rank, lowest first and leftmost on ties, as HF's BPE does: a
@@ -188,6 +191,27 @@ void tokenizer::impl::bpe(std::string_view word, std::vector<std::int32_t>& out)
   }
   for (int i = 0; i >= 0; i = next[static_cast<std::size_t>(i)])
     out.push_back(id[static_cast<std::size_t>(i)]);
+}
+
+/// Splits single digits off first when the spec asks for it, then pre-tokenises the rest.
+void tokenizer::impl::encode_split(std::string_view text, std::vector<std::int32_t>& out) const {
+  if (digit_regex == nullptr) {
+    encode_plain(text, out);
+    return;
+  }
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(digit_regex, nullptr);
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const int rc = pcre2_match(digit_regex, subject, text.size(), pos, 0, md, nullptr);
+    if (rc < 0) break;
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    encode_plain(text.substr(pos, ov[0] - pos), out);
+    bpe(text.substr(ov[0], ov[1] - ov[0]), out);
+    pos = ov[1];
+  }
+  pcre2_match_data_free(md);
+  encode_plain(text.substr(pos), out);
 }
 
 /// Pre-tokenises text without special tokens and merges each piece. Bytes the regex does not
@@ -316,6 +340,16 @@ result<std::shared_ptr<const tokenizer>> tokenizer::create(tokenizer_spec spec) 
                   std::string("tokenizer: pre-tokenizer regex: ") + reinterpret_cast<char*>(buf));
   }
   pcre2_jit_compile(im->regex, PCRE2_JIT_COMPLETE);  // optional: falls back to the interpreter
+  if (spec.individual_digits) {
+    const char* digit = "\\p{N}";
+    im->digit_regex =
+        pcre2_compile(reinterpret_cast<PCRE2_SPTR>(digit), PCRE2_ZERO_TERMINATED,
+                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
+    if (im->digit_regex == nullptr) {
+      return status(status_code::kInternal, "tokenizer: digit regex does not compile");
+    }
+    pcre2_jit_compile(im->digit_regex, PCRE2_JIT_COMPLETE);
+  }
   im->spec = std::move(spec);
   return std::shared_ptr<const tokenizer>(new tokenizer(std::move(im)));
 }
@@ -344,12 +378,12 @@ std::vector<std::int32_t> tokenizer::encode(std::string_view text, bool add_spec
       ++pos;
       continue;
     }
-    impl_->encode_plain(text.substr(start, pos - start), out);
+    impl_->encode_split(text.substr(start, pos - start), out);
     out.push_back(found);
     pos += found_len;
     start = pos;
   }
-  impl_->encode_plain(text.substr(start), out);
+  impl_->encode_split(text.substr(start), out);
   if (add_special_tokens && impl_->spec.add_eos && impl_->spec.eos_token_id) {
     out.push_back(*impl_->spec.eos_token_id);
   }

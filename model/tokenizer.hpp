@@ -42,6 +42,9 @@ struct tokenizer_spec {
   /// Merges in rank order, each "left right" in the same alphabet.
   std::vector<std::string> merges;
   pretokenizer_kind pretokenizer = pretokenizer_kind::kGpt2;
+  /// Split every Unicode digit off on its own before the regex (HF's `Digits` pre-tokenizer
+  /// with individual_digits, as SmolLM2's tokenizer.json has it).
+  bool individual_digits = false;
   std::optional<std::int32_t> bos_token_id;
   std::optional<std::int32_t> eos_token_id;
   /// Stands for bytes the vocabulary lacks (consecutive ones fuse into one, as HF's BPE with
