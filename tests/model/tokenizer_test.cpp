@@ -180,6 +180,22 @@ TEST(TinyTokenizer, MergesByRank) {
   EXPECT_EQ((*tok)->stop_token_ids(), (std::vector<std::int32_t>{259}));
 }
 
+TEST(TinyTokenizer, IndividualDigitsSplitBeforeTheRegex) {
+  tokenizer_spec spec = tiny_spec();
+  const std::string space = spec.tokens[' '];  // "Ġ"
+  spec.tokens.push_back(space + space);        // 260
+  spec.kinds.push_back(token_kind::kNormal);
+  spec.merges.push_back(space + " " + space);
+  auto plain = tokenizer::create(spec);
+  spec.individual_digits = true;
+  auto digits = tokenizer::create(spec);
+  ASSERT_TRUE(plain && digits);
+  // GPT-2's regex keeps " 12" together, so the two spaces are not merged ...
+  EXPECT_EQ((*plain)->encode("a  12", false), (std::vector<std::int32_t>{'a', ' ', ' ', '1', '2'}));
+  // ... while HF's Digits pre-tokenizer splits the digits off first, leaving "a  ".
+  EXPECT_EQ((*digits)->encode("a  12", false), (std::vector<std::int32_t>{'a', 260, '1', '2'}));
+}
+
 TEST(TinyTokenizer, RejectsBadSpecs) {
   tokenizer_spec bad = tiny_spec();
   bad.merges.push_back("a zz");
