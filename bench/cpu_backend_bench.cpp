@@ -1,0 +1,146 @@
+// Prefill and decode throughput of the CPU backend on the default model (or any model path,
+// or random weights at its shapes with --dummy). Prints one line per case; see
+// docs/BENCHMARKS.md. Usage: cpu_backend_bench [--model PATH] [--dummy] [--threads N]
+//                                             [--block-size B] [--quick]
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/cpu_backend.hpp"
+#include "model/cpu_kernels.hpp"
+#include "model/model_loader.hpp"
+
+namespace {
+
+using namespace kvserve;
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+struct bench_seq {
+  std::vector<std::int32_t> tokens;
+  std::vector<std::int32_t> block_table;
+};
+
+// Prefills `batch` sequences of `prompt` tokens (one step, all sequences together), then runs
+// `steps` decode steps for all of them; returns {prefill tok/s, decode tok/s}.
+std::pair<double, double> run_case(cpu_backend& b, int batch, int prompt, int steps,
+                                   std::mt19937& rng) {
+  const int bs = b.block_size();
+  const int blocks_per_seq = (prompt + steps + bs - 1) / bs;
+  std::vector<bench_seq> seqs(batch);
+  for (int i = 0; i < batch; ++i) {
+    for (int j = 0; j < prompt; ++j) {
+      seqs[i].tokens.push_back(static_cast<std::int32_t>(rng() % b.config().vocab_size));
+    }
+    for (int j = 0; j < blocks_per_seq; ++j) seqs[i].block_table.push_back(i * blocks_per_seq + j);
+  }
+  step_plan plan;
+  for (int i = 0; i < batch; ++i) {
+    sequence_step s;
+    s.id = i;
+    s.tokens = seqs[i].tokens;
+    s.block_table = seqs[i].block_table;
+    s.sample = true;
+    s.sampling.temperature = 0.0f;
+    plan.seqs.push_back(std::move(s));
+  }
+  auto start = clock_type::now();
+  auto r = b.execute(plan);
+  const double prefill_s = seconds_since(start);
+  if (!r.is_ok()) {
+    std::fprintf(stderr, "error: %s\n", r.error().message().c_str());
+    std::exit(1);
+  }
+  start = clock_type::now();
+  for (int step = 0; step < steps; ++step) {
+    for (int i = 0; i < batch; ++i) {
+      sequence_step& s = plan.seqs[i];
+      s.start_position += static_cast<int>(s.tokens.size());
+      s.tokens = {*r->seqs[i].sampled_token};
+    }
+    r = b.execute(plan);
+    if (!r.is_ok()) {
+      std::fprintf(stderr, "error: %s\n", r.error().message().c_str());
+      std::exit(1);
+    }
+  }
+  const double decode_s = seconds_since(start);
+  return {batch * prompt / prefill_s, batch * steps / decode_s};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_path;
+  bool dummy = false, quick = false;
+  int threads = 0, block_size = 16;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--model" && i + 1 < argc) {
+      model_path = argv[++i];
+    } else if (a == "--dummy") {
+      dummy = true;
+    } else if (a == "--quick") {
+      quick = true;
+    } else if (a == "--threads" && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else if (a == "--block-size" && i + 1 < argc) {
+      block_size = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--model PATH] [--dummy] [--threads N] [--block-size B] [--quick]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (model_path.empty()) {
+    auto found = find_default_model();
+    if (!found.is_ok()) {
+      std::fprintf(stderr, "error: %s\n", found.error().message().c_str());
+      return 1;
+    }
+    model_path = found.value();
+  }
+  auto start = clock_type::now();
+  auto loaded = load_model(model_path, dummy ? load_format::kDummy : load_format::kAuto);
+  if (!loaded.is_ok()) {
+    std::fprintf(stderr, "error: %s\n", loaded.error().message().c_str());
+    return 1;
+  }
+  const double load_s = seconds_since(start);
+  cpu_backend_config bc;
+  bc.block_size = block_size;
+  bc.num_threads = threads;
+  bc.num_kv_blocks = cpu_kv_blocks_for_memory(loaded->config, block_size, std::size_t{1} << 30);
+  auto backend = cpu_backend::create(bc, loaded->config, std::move(loaded->weights));
+  if (!backend.is_ok()) {
+    std::fprintf(stderr, "error: %s\n", backend.error().message().c_str());
+    return 1;
+  }
+  cpu_backend& b = *backend.value();
+  std::printf("model %s (%s), load %.2f s, %d threads, block size %d, avx2 %s\n",
+              loaded->config.name.c_str(), dummy ? "dummy weights" : "file", load_s,
+              b.num_threads(), block_size, cpu_kernels_use_avx2() ? "yes" : "no");
+  std::printf("%6s %7s %7s %14s %14s\n", "batch", "prompt", "steps", "prefill tok/s",
+              "decode tok/s");
+  std::mt19937 rng(1);
+  run_case(b, 1, 16, 4, rng);  // warm-up: page in weights and KV
+  struct bench_case {
+    int batch, prompt, steps;
+  };
+  std::vector<bench_case> cases = {{1, 128, 64}, {8, 128, 32}, {32, 64, 16}, {1, 512, 16}};
+  if (quick) cases = {{1, 64, 16}, {8, 64, 8}};
+  for (const auto& c : cases) {
+    auto [prefill, decode] = run_case(b, c.batch, c.prompt, c.steps, rng);
+    std::printf("%6d %7d %7d %14.1f %14.1f\n", c.batch, c.prompt, c.steps, prefill, decode);
+  }
+  return 0;
+}
