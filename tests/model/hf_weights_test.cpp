@@ -21,12 +21,16 @@ namespace fs = std::filesystem;
 /// One tiny HF folder per dtype/sharding, made once for the suite.
 class TinyHfModel : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    single_ = testing_support::make_tiny_hf_model("single");
-    sharded_ = testing_support::make_tiny_hf_model("sharded", "--shards 3");
-    bf16_ = testing_support::make_tiny_hf_model("bf16", "--dtype BF16 --shards 2");
-    f16_ = testing_support::make_tiny_hf_model("f16", "--dtype F16");
+  // Folders are made on first use: ctest runs each test in its own process.
+  static const std::string& folder(std::string& slot, const char* tag, const char* args) {
+    if (slot.empty()) slot = testing_support::make_tiny_hf_model(tag, args);
+    return slot;
   }
+  static const std::string& single() { return folder(single_, "single", ""); }
+  static const std::string& sharded() { return folder(sharded_, "sharded", "--shards 3"); }
+  static const std::string& bf16() { return folder(bf16_, "bf16", "--dtype BF16 --shards 2"); }
+  static const std::string& f16() { return folder(f16_, "f16", "--dtype F16"); }
+
   static void TearDownTestSuite() {
     std::error_code ec;
     for (const auto& d : {single_, sharded_, bf16_, f16_}) {
@@ -34,8 +38,7 @@ class TinyHfModel : public ::testing::Test {
     }
   }
   void SetUp() override {
-    ASSERT_FALSE(single_.empty() || sharded_.empty() || bf16_.empty() || f16_.empty())
-        << "scripts/make_tiny_hf_model.py failed";
+    ASSERT_FALSE(single().empty()) << "scripts/make_tiny_hf_model.py failed";
   }
 
   static std::vector<const tensor_f32*> all(const model_weights& w) {
@@ -53,7 +56,7 @@ class TinyHfModel : public ::testing::Test {
 };
 
 TEST_F(TinyHfModel, LoadsConfigTokenizerAndTemplate) {
-  auto m = load_model(single_, load_format::kAuto);
+  auto m = load_model(single(), load_format::kAuto);
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_EQ(m->config.architecture, "qwen2");
   EXPECT_EQ(m->config.num_heads, 6);
@@ -80,10 +83,10 @@ TEST_F(TinyHfModel, LoadsConfigTokenizerAndTemplate) {
 }
 
 TEST_F(TinyHfModel, ShardedAndSingleFileLoadIdentically) {
-  auto c = read_hf_config(single_);
+  auto c = read_hf_config(single());
   ASSERT_TRUE(c);
-  auto a = load_hf_weights(single_, *c);
-  auto b = load_hf_weights(sharded_, *c);
+  auto a = load_hf_weights(single(), *c);
+  auto b = load_hf_weights(sharded(), *c);
   ASSERT_TRUE(a) << a.error().message();
   ASSERT_TRUE(b) << b.error().message();
   const auto ta = all(*a), tb = all(*b);
@@ -96,13 +99,13 @@ TEST_F(TinyHfModel, ShardedAndSingleFileLoadIdentically) {
 }
 
 TEST_F(TinyHfModel, HalfPrecisionDtypesConvert) {
-  auto c = read_hf_config(single_);
+  auto c = read_hf_config(single());
   ASSERT_TRUE(c);
-  auto f32 = load_hf_weights(single_, *c);
-  auto bf16 = load_hf_weights(bf16_, *c);
-  auto f16 = load_hf_weights(f16_, *c);
-  ASSERT_TRUE(f32 && bf16 && f16);
-  const auto a = all(*f32), b = all(*bf16), h = all(*f16);
+  auto f32 = load_hf_weights(single(), *c);
+  auto w_bf16 = load_hf_weights(bf16(), *c);
+  auto w_f16 = load_hf_weights(f16(), *c);
+  ASSERT_TRUE(f32 && w_bf16 && w_f16);
+  const auto a = all(*f32), b = all(*w_bf16), h = all(*w_f16);
   for (std::size_t i = 0; i < a.size(); ++i) {
     // The generator rounds every value to bfloat16, so BF16 is exact; F16 keeps them to
     // within its own precision.
@@ -114,7 +117,7 @@ TEST_F(TinyHfModel, HalfPrecisionDtypesConvert) {
 }
 
 TEST_F(TinyHfModel, TokenizerJsonMatchesHfTokenizers) {
-  auto info = read_hf_tokenizer(single_);
+  auto info = read_hf_tokenizer(single());
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_EQ(info->spec.pretokenizer, pretokenizer_kind::kLlama3);
   auto tok = tokenizer::create(info->spec);
@@ -142,7 +145,7 @@ TEST_F(TinyHfModel, TokenizerJsonMatchesHfTokenizers) {
 // kvserve's CPU backend on the tiny model against transformers' fp32 logits
 // (scripts/make_tiny_hf_model.py --reference): max |diff| <= 1e-3 * max |logit| per position.
 TEST_F(TinyHfModel, CpuLogitsMatchTransformers) {
-  auto m = load_model(single_, load_format::kSafetensors);
+  auto m = load_model(single(), load_format::kSafetensors);
   ASSERT_TRUE(m) << m.error().message();
   std::ifstream in(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_hf_logits.json");
   ASSERT_TRUE(in);
@@ -187,12 +190,12 @@ void write_text(const fs::path& p, const std::string& text) { std::ofstream(p) <
 
 TEST_F(TinyHfModel, BadFoldersAreClearErrors) {
   const fs::path dir =
-      fs::path(single_).parent_path() / (fs::path(single_).filename().string() + "_bad");
+      fs::path(single()).parent_path() / (fs::path(single()).filename().string() + "_bad");
   std::error_code ec;
   fs::remove_all(dir, ec);
-  fs::copy(single_, dir, ec);
+  fs::copy(single(), dir, ec);
   ASSERT_FALSE(ec) << ec.message();
-  auto c = read_hf_config(single_);
+  auto c = read_hf_config(single());
   ASSERT_TRUE(c);
 
   // Shape that does not match config.json.
