@@ -3,8 +3,9 @@
 untied embeddings, 3:1 GQA, Llama 3 rope scaling) with a byte-level BPE tokenizer.json that
 splits like Llama 3, for kvserve's HF-folder tests.
 
-The weights come from a counter-based hash of (seed, tensor, index), so the folder is the same
-on every machine, and the script needs nothing but Python: tests run it at test time.
+The weights come from Python's seeded Mersenne Twister (one stream per tensor), whose sequence
+Python keeps stable across versions, so the folder is the same on every machine, and the script
+needs nothing but Python: tests run it at test time.
 
     make_tiny_hf_model.py --out DIR [--shards N] [--dtype F32|F16|BF16] [--seed S]
 
@@ -14,12 +15,13 @@ prompts, and `--tokenizer-fixture FILE` writes the ids HF `tokenizers` gives the
 tokenizer corpus (tests/data/tokenizer_smollm2.json); both outputs are committed fixtures.
 """
 import argparse
+import array
 import json
 import math
 import os
+import random
 import struct
 
-MASK = (1 << 64) - 1
 CONFIG = {
     "architectures": ["Qwen2ForCausalLM"],
     "model_type": "qwen2",
@@ -54,13 +56,6 @@ CHAT_TEMPLATE = (
     "{% endif %}")
 PROMPTS = [[266, 5, 72, 101, 108, 108, 111], list(range(260, 266)) + [32, 116, 104, 101],
            [(i * 37) % 271 for i in range(40)]]
-
-
-def mix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
-    return x ^ (x >> 31)
 
 
 def byte_alphabet():
@@ -102,16 +97,16 @@ def shapes():
 
 
 def values(seed, index, name, n):
-    """Uniform in [-0.15, 0.15) (norms: 1 +/- 0.15), rounded to bfloat16 so that every dtype
-    stores the same numbers."""
-    out = []
-    base = mix64(seed ^ mix64(index + 1))
+    """Uniform in [-0.15, 0.15) (norms: 1 +/- 0.15), rounded down to bfloat16 so that every
+    dtype stores the same numbers. Python's random.Random(int).random() sequence is guaranteed
+    to be the same across Python versions."""
+    rng = random.Random(seed * 1000003 + index)
+    offset = 1.0 if "norm" in name else 0.0
+    raw = [(rng.random() - 0.5) * 0.3 + offset for _ in range(n)]
+    bits = array.array("I", struct.pack(f"<{n}f", *raw))
     for k in range(n):
-        u = (mix64(base ^ k) >> 40) / float(1 << 24)
-        x = (u - 0.5) * 0.3 + (1.0 if "norm" in name else 0.0)
-        bits = struct.unpack("<I", struct.pack("<f", x))[0] & 0xFFFF0000
-        out.append(struct.unpack("<f", struct.pack("<I", bits))[0])
-    return out
+        bits[k] &= 0xFFFF0000
+    return list(array.array("f", bits.tobytes()))
 
 
 def encode(vals, dtype):
