@@ -99,6 +99,16 @@ struct merge_rule {
 
 const std::string kEmpty;
 
+/// pcre2_match, retried without JIT when the JIT stack runs out (very long runs of one class);
+/// < 0 only for "no match" or a real failure.
+int match_at(const pcre2_code* re, PCRE2_SPTR subject, std::size_t length, std::size_t pos,
+             pcre2_match_data* md) {
+  int rc = pcre2_match(re, subject, length, pos, 0, md, nullptr);
+  if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+    rc = pcre2_match(re, subject, length, pos, PCRE2_NO_JIT, md, nullptr);
+  return rc;
+}
+
 }  // namespace
 
 struct tokenizer::impl {
@@ -203,7 +213,7 @@ void tokenizer::impl::encode_split(std::string_view text, std::vector<std::int32
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   std::size_t pos = 0;
   while (pos < text.size()) {
-    const int rc = pcre2_match(digit_regex, subject, text.size(), pos, 0, md, nullptr);
+    const int rc = match_at(digit_regex, subject, text.size(), pos, md);
     if (rc < 0) break;
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     encode_plain(text.substr(pos, ov[0] - pos), out);
@@ -222,7 +232,7 @@ void tokenizer::impl::encode_plain(std::string_view text, std::vector<std::int32
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   std::size_t pos = 0, gap_start = 0;
   while (pos < text.size()) {
-    const int rc = pcre2_match(regex, subject, text.size(), pos, 0, md, nullptr);
+    const int rc = match_at(regex, subject, text.size(), pos, md);
     if (rc < 0) break;
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     const std::size_t start = ov[0], end = ov[1];
