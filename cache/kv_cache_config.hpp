@@ -26,6 +26,9 @@ struct kv_cache_config {
   bool enable_prefix_caching = true;
   /// Time source for retention windows; empty means steady_cache_clock().
   cache_clock clock;
+  /// After every mutating call, run check_invariants() (O(num_blocks)); a violation asserts in
+  /// debug builds and is returned as kInvariantViolated. For tests and debug builds.
+  bool debug_check_invariants = false;
 };
 
 /// ok, or kInvalidConfig with a message naming the bad field.

@@ -1,6 +1,7 @@
 #include "cache/kv_cache_manager.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <unordered_set>
 
 namespace kvserve {
@@ -159,8 +160,7 @@ cache_status kv_cache_manager::apply(const allocation_plan& plan) {
       result = {cache_errc::kInvariantViolated, "apply: " + st.message()};
     }
   }
-  mutated();
-  return result;
+  return mutated(std::move(result));
 }
 
 allocation_plan kv_cache_manager::allocate(std::span<const sequence_request> batch,
@@ -213,8 +213,8 @@ cache_status kv_cache_manager::grow(seq_id seq, int num_tokens) {
   if (need <= 0) return cache_status::ok();
   tree_.expire_retention(now());
   auto st = allocate_blocks(need, &it->second.block_table);
-  if (st) mutated();
-  return st;
+  if (!st) return st;
+  return mutated();
 }
 
 cache_status kv_cache_manager::commit(seq_id seq, std::span<const std::int32_t> tokens) {
@@ -240,8 +240,7 @@ cache_status kv_cache_manager::commit(seq_id seq, std::span<const std::int32_t> 
     s.path.push_back(to_index(r.node));
     apply_retention(s, to_index(r.node), static_cast<int>(i));
   }
-  mutated();
-  return cache_status::ok();
+  return mutated();
 }
 
 cache_status kv_cache_manager::release(seq_id seq) {
@@ -257,8 +256,7 @@ cache_status kv_cache_manager::release(seq_id seq) {
     pool_.free(to_block_id(s.block_table[i]));
   }
   seqs_.erase(it);
-  mutated();
-  return cache_status::ok();
+  return mutated();
 }
 
 void kv_cache_manager::reset_prefix_cache() {
@@ -266,7 +264,17 @@ void kv_cache_manager::reset_prefix_cache() {
     pool_.free(e->block);
     ++counters_.evictions[static_cast<int>(eviction_reason::kReset)];
   }
-  mutated();
+  (void)mutated();
+}
+
+cache_status kv_cache_manager::mutated(cache_status result) {
+  ++version_;
+  if (config_.debug_check_invariants && result) {
+    cache_status st = check_invariants();
+    assert(st.is_ok() && "kv_cache_manager invariant violated");
+    if (!st) return st;
+  }
+  return result;
 }
 
 // ---- queries -------------------------------------------------------------------------------

@@ -203,7 +203,9 @@ class kv_cache_manager {
   cache_status allocate_blocks(int n, std::vector<std::int32_t>* out);
   bool evict_for(int n);
   void apply_retention(const sequence_state& s, std::int32_t node, int block_index);
-  void mutated() { ++version_; }
+  // Every successful mutation ends here: bumps the version (stale plans) and, with
+  // config_.debug_check_invariants, checks every invariant.
+  cache_status mutated(cache_status result = cache_status::ok());
 
   kv_cache_config config_;
   block_pool pool_;

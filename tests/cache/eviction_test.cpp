@@ -26,6 +26,7 @@ class Eviction : public ::testing::TestWithParam<int> {
     c.block_size = bs();
     c.eviction_policy = policy;
     c.clock = clock_.clock();
+    c.debug_check_invariants = true;
     return make_manager(c);
   }
   std::vector<std::int32_t> blocks(int n, int start) { return iota_tokens(n * bs(), start); }

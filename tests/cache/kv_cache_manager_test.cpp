@@ -25,6 +25,7 @@ class KvCacheManager : public ::testing::TestWithParam<int> {
     c.eviction_policy = policy;
     c.enable_prefix_caching = caching;
     c.clock = clock_.clock();
+    c.debug_check_invariants = true;
     return make_manager(c);
   }
   /// n full blocks of distinct tokens starting at `start`.
