@@ -337,6 +337,7 @@ void bench_prefill(int block_size) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep partial results if the run is cut short
   const std::string what = argc > 1 ? argv[1] : "all";
   const int block_size = argc > 2 ? std::atoi(argv[2]) : 16;
   if (!cuda_device_available()) {

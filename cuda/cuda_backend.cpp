@@ -107,11 +107,10 @@ class cuda_backend final : public backend {
   result<step_result> execute(const step_plan& plan) override;
 
  private:
+  // Enough split-KV blocks to give every SM about four.
   int decode_splits(int rows) const {
-    const int group = model_.num_heads / model_.num_kv_heads;
-    const int chunks = (group + 7) / 8;
-    const int base = rows * model_.num_kv_heads * chunks;
-    const int want = (2 * num_sms_ + base - 1) / base;
+    const int base = rows * decode_attention_blocks_per_seq(model_.num_heads, model_.num_kv_heads);
+    const int want = (4 * num_sms_ + base - 1) / base;
     return std::clamp(want, 1, kMaxDecodeSplits);
   }
 

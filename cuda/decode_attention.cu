@@ -1,28 +1,44 @@
-// Launcher of paged decode attention: head dims 64 and 128.
+// Launcher of paged decode attention: head dims 64 and 128; query heads per KV head handled
+// 1, 2, 4 or 8 at a time (larger groups in chunks of 8).
 #include "cuda/decode_attention.cuh"
 #include "cuda/kernels.hpp"
 
 namespace kvserve::cuda {
 namespace {
-template <int HD>
+template <int HD, int MAXG>
 cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
   const int group = a.num_heads / a.kv.num_kv_heads;
-  const int chunks = (group + kMaxGroup - 1) / kMaxGroup;
+  const int chunks = (group + MAXG - 1) / MAXG;
   const dim3 grid(a.num_seqs, a.kv.num_kv_heads * chunks, a.num_splits);
-  decode_attention_kernel<HD><<<grid, kDecodeWarps * 32, 0, stream>>>(a);
+  decode_attention_kernel<HD, MAXG><<<grid, kDecodeWarps * 32, 0, stream>>>(a);
   decode_attention_merge_kernel<HD><<<dim3(a.num_seqs, a.num_heads), HD, 0, stream>>>(a);
   return cudaGetLastError();
 }
+
+template <int HD>
+cudaError_t launch_group(const decode_attention_args& a, cudaStream_t stream) {
+  const int group = a.num_heads / a.kv.num_kv_heads;
+  if (group <= 1) return launch<HD, 1>(a, stream);
+  if (group <= 2) return launch<HD, 2>(a, stream);
+  if (group <= 4) return launch<HD, 4>(a, stream);
+  return launch<HD, 8>(a, stream);
+}
 }  // namespace
+
+int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads) {
+  const int group = num_heads / num_kv_heads;
+  const int maxg = group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8;
+  return num_kv_heads * ((group + maxg - 1) / maxg);
+}
 
 cudaError_t launch_decode_attention(const decode_attention_args& a, cudaStream_t stream) {
   if (a.num_seqs == 0) return cudaSuccess;
   if (a.num_splits < 1 || a.num_splits > kMaxDecodeSplits) return cudaErrorInvalidValue;
   switch (a.kv.head_dim) {
     case 64:
-      return launch<64>(a, stream);
+      return launch_group<64>(a, stream);
     case 128:
-      return launch<128>(a, stream);
+      return launch_group<128>(a, stream);
     default:
       return cudaErrorInvalidValue;
   }

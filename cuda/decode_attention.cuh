@@ -1,10 +1,12 @@
 #pragma once
 /// Paged decode attention with the context split across blocks (split-KV), then merged.
 ///
-/// Grid (num_seqs, num_kv_heads * head_chunks, num_splits), 4 warps. A block serves up to
-/// kMaxGroup query heads that share one KV head, so each K/V element is read once per block.
-/// Warps take tokens round-robin; each lane holds HD/32 consecutive dimensions. Scores are kept
-/// in the log2 domain (q is pre-scaled by scale * log2(e)).
+/// Grid (num_seqs, num_kv_heads * head_chunks, num_splits), 4 warps. A block serves up to MAXG
+/// query heads that share one KV head, so each K/V element is read once per block. Each token
+/// is handled by a sub-warp of HD/8 lanes holding 8 dimensions each (16-byte loads); a sub-warp
+/// loads kTokensPerIter tokens before using any, to keep enough bytes in flight, and rescales
+/// its running softmax once per group of tokens. Scores are in the log2 domain (q is
+/// pre-scaled by scale * log2(e)). Sub-warps and warps are merged through shared memory.
 
 #include <cuda_bf16.h>
 
@@ -17,87 +19,139 @@ namespace kvserve::cuda {
 
 inline constexpr int kDecodeWarps = 4;
 inline constexpr int kMaxGroup = 8;
+inline constexpr int kTokensPerIter = 4;
 
-template <int HD>
+template <int HD, int MAXG>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_kernel(decode_attention_args a) {
-  constexpr int VEC = HD / 32;
-  constexpr int NW = kDecodeWarps;
-  __shared__ float sm_ml[NW][kMaxGroup][2];
-  __shared__ float sm_acc[NW][kMaxGroup][HD];
+  constexpr int TPT = HD / 8;    // lanes per token
+  constexpr int SUB = 32 / TPT;  // tokens side by side in a warp
+  constexpr int U = kTokensPerIter;
+  constexpr int NSUB = kDecodeWarps * SUB;
+  __shared__ float sm_ml[NSUB][MAXG][2];
+  __shared__ float sm_acc[NSUB][MAXG][HD];
 
   const int s = blockIdx.x;
   const int nkv = a.kv.num_kv_heads;
   const int group = a.num_heads / nkv;
-  const int chunks = (group + kMaxGroup - 1) / kMaxGroup;
+  const int chunks = (group + MAXG - 1) / MAXG;
   const int kvh = blockIdx.y / chunks;
-  const int g0 = (blockIdx.y % chunks) * kMaxGroup;
-  const int ng = min(kMaxGroup, group - g0);
+  const int g0 = (blockIdx.y % chunks) * MAXG;
+  const int ng = min(MAXG, group - g0);
   const int split = blockIdx.z;
   const int ctx = a.context_lens[s];
   const int per = (ctx + a.num_splits - 1) / a.num_splits;
   const int begin = split * per;
   const int end = min(ctx, begin + per);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = warp * SUB + lane / TPT;
+  const int sl = lane % TPT;
   const int bs = a.kv.block_size;
   const int shift = __ffs(bs) - 1;
   const float qscale = a.scale * 1.4426950408889634f;
 
-  float q[kMaxGroup][VEC];
-  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][VEC];
+  float q[MAXG][8];
+  float m[MAXG], l[MAXG], acc[MAXG][8];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < MAXG; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
+    for (int i = 0; i < 8; ++i) {
       acc[g][i] = 0.0f;
       q[g][i] = 0.0f;
     }
     if (g < ng) {
-      const float* qp = a.q +
-                        (static_cast<std::int64_t>(s) * a.num_heads + kvh * group + g0 + g) * HD +
-                        lane * VEC;
-#pragma unroll
-      for (int i = 0; i < VEC; ++i) q[g][i] = qp[i] * qscale;
+      const float* qp =
+          a.q + (static_cast<std::int64_t>(s) * a.num_heads + kvh * group + g0 + g) * HD + sl * 8;
+      const float4 lo = *reinterpret_cast<const float4*>(qp);
+      const float4 hi = *reinterpret_cast<const float4*>(qp + 4);
+      q[g][0] = lo.x * qscale;
+      q[g][1] = lo.y * qscale;
+      q[g][2] = lo.z * qscale;
+      q[g][3] = lo.w * qscale;
+      q[g][4] = hi.x * qscale;
+      q[g][5] = hi.y * qscale;
+      q[g][6] = hi.z * qscale;
+      q[g][7] = hi.w * qscale;
     }
   }
 
   const std::int32_t* bt = a.block_tables + static_cast<std::int64_t>(s) * a.max_blocks_per_seq;
   const std::int64_t head_stride = static_cast<std::int64_t>(bs) * HD;
-  for (int t = begin + warp; t < end; t += NW) {
-    const std::int64_t phys = bt[t >> shift];
-    const std::int64_t base = (phys * nkv + kvh) * head_stride + (t & (bs - 1)) * HD + lane * VEC;
-    float k[VEC], v[VEC];
-    load_bf16<VEC>(a.kv.k + base, k);
-    load_bf16<VEC>(a.kv.v + base, v);
+  // The trip count must be uniform over the warp (the score reduction shuffles across lanes):
+  // iterate per warp, and give each sub-warp its U tokens inside the warp's span.
+  for (int tw = begin + warp * SUB * U; tw < end; tw += NSUB * U) {
+    const int t0 = tw + (lane / TPT) * U;
+    uint4 kr[U], vr[U];
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g < ng) {
+    for (int u = 0; u < U; ++u) {
+      const int t = min(t0 + u, end - 1);
+      const std::int64_t phys = bt[t >> shift];
+      const std::int64_t base = (phys * nkv + kvh) * head_stride + (t & (bs - 1)) * HD + sl * 8;
+      kr[u] = *reinterpret_cast<const uint4*>(a.kv.k + base);
+      vr[u] = *reinterpret_cast<const uint4*>(a.kv.v + base);
+    }
+    float v[U][8];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&vr[u]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(h[i]);
+        v[u][2 * i] = f.x;
+        v[u][2 * i + 1] = f.y;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < MAXG; ++g) {
+      if (g >= ng) break;  // uniform over the block
+      float sc[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&kr[u]);
         float dot = 0.0f;
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) dot += q[g][i] * k[i];
-        dot = warp_sum(dot);
-        const float mn = fmaxf(m[g], dot);
-        const float corr = exp2f(m[g] - mn);
-        const float p = exp2f(dot - mn);
-        l[g] = l[g] * corr + p;
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(h[i]);
+          dot += q[g][2 * i] * f.x + q[g][2 * i + 1] * f.y;
+        }
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) acc[g][i] = acc[g][i] * corr + p * v[i];
-        m[g] = mn;
+        for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        sc[u] = t0 + u < end ? dot : -INFINITY;
       }
+      float mx = m[g];
+#pragma unroll
+      for (int u = 0; u < U; ++u) mx = fmaxf(mx, sc[u]);
+      if (mx == -INFINITY) continue;  // no valid token seen yet by this sub-warp
+      const float corr = exp2f(m[g] - mx);
+      float p[U], psum = 0.0f;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        p[u] = exp2f(sc[u] - mx);
+        psum += p[u];
+      }
+      l[g] = l[g] * corr + psum;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        float x = acc[g][i] * corr;
+#pragma unroll
+        for (int u = 0; u < U; ++u) x += p[u] * v[u][i];
+        acc[g][i] = x;
+      }
+      m[g] = mx;
     }
   }
 
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < MAXG; ++g) {
     if (g < ng) {
-      if (lane == 0) {
-        sm_ml[warp][g][0] = m[g];
-        sm_ml[warp][g][1] = l[g];
+      if (sl == 0) {
+        sm_ml[sub][g][0] = m[g];
+        sm_ml[sub][g][1] = l[g];
       }
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) sm_acc[warp][g][lane * VEC + i] = acc[g][i];
+      for (int i = 0; i < 8; ++i) sm_acc[sub][g][sl * 8 + i] = acc[g][i];
     }
   }
   __syncthreads();
@@ -105,11 +159,11 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     const int g = idx / HD, d = idx % HD;
     float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < NW; ++w) mx = fmaxf(mx, sm_ml[w][g][0]);
+    for (int w = 0; w < NSUB; ++w) mx = fmaxf(mx, sm_ml[w][g][0]);
     float sum = 0.0f, out = 0.0f;
     if (mx != -INFINITY) {
 #pragma unroll
-      for (int w = 0; w < NW; ++w) {
+      for (int w = 0; w < NSUB; ++w) {
         const float f = exp2f(sm_ml[w][g][0] - mx);
         sum += sm_ml[w][g][1] * f;
         out += sm_acc[w][g][d] * f;

@@ -1,6 +1,6 @@
 #pragma once
 /// Small-batch GEMM for decode: y[m, n] = x[m, k] . w[n, k] with m <= 8, streaming each weight
-/// row once with 16-byte loads. A warp owns kRowsPerWarp consecutive output columns; its lanes
+/// row once with 16-byte loads. A warp owns kGemvRowsPerWarp consecutive output columns; its lanes
 /// stride over k in steps of 256 elements and reduce with shuffles at the end.
 
 #include <cuda_bf16.h>
@@ -12,13 +12,16 @@
 namespace kvserve::cuda {
 
 inline constexpr int kGemvWarps = 4;
-inline constexpr int kGemvRowsPerWarp = 2;
+
+/// Output columns per warp: more for few rows, so that each lane keeps 8 loads in flight.
+template <int M>
+inline constexpr int kGemvRowsPerWarp = M <= 2 ? 4 : 2;
 
 template <int M>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w, int n,
                 int k, float* __restrict__ y) {
-  constexpr int NR = kGemvRowsPerWarp;
+  constexpr int NR = kGemvRowsPerWarp<M>;
   const int lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * NR;
   if (n0 >= n) return;

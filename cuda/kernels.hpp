@@ -101,6 +101,10 @@ struct decode_attention_args {
 };
 inline constexpr int kMaxDecodeSplits = 64;
 
+/// Blocks the decode kernel launches per sequence and split (KV heads times head chunks):
+/// callers size num_splits so that the whole grid fills the device.
+int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads);
+
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 
 /// A prefill work item: a run of query tokens of one sequence times a range of the query heads
