@@ -174,8 +174,9 @@ void tokenizer::impl::bpe(std::string_view word, std::vector<std::int32_t>& out)
   };
   std::priority_queue<cand, std::vector<cand>, std::greater<>> heap;
   auto push = [&](int pos) {
+    if (pos < 0) return;
     const int nx = next[static_cast<std::size_t>(pos)];
-    if (pos < 0 || nx < 0) return;
+    if (nx < 0) return;
     auto it =
         merges.find(pair_key(id[static_cast<std::size_t>(pos)], id[static_cast<std::size_t>(nx)]));
     if (it != merges.end()) {
