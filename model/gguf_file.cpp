@@ -1,5 +1,6 @@
 #include "model/gguf_file.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -22,6 +23,7 @@ class cursor {
   bool ok() const { return err_.is_ok(); }
   const status& error() const { return err_; }
   std::uint64_t pos() const { return pos_; }
+  std::uint64_t remaining() const { return bytes_.size() - pos_; }
 
   void fail(status_code code, const std::string& what) {
     if (err_.is_ok()) {
@@ -169,7 +171,8 @@ void read_array(cursor& c, gguf_value& out, const gguf_limits& limits, int depth
   switch (out.element_type) {
     case gguf_value_type::kString: {
       std::vector<std::string> v;
-      v.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, 1u << 20)));
+      // Each string takes at least its 8-byte length: never reserve more than the file holds.
+      v.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, c.remaining() / 8)));
       for (std::uint64_t i = 0; i < n && c.ok(); ++i) {
         v.push_back(c.read_string("array string", limits.max_string_bytes));
       }
@@ -390,7 +393,9 @@ result<gguf_file> gguf_file::parse_image(gguf_file f, const gguf_limits& limits)
     f.alignment_ = static_cast<std::uint64_t>(*v);
   }
 
-  f.tensors_.reserve(static_cast<std::size_t>(num_tensors));
+  // A tensor info takes at least 32 bytes: never reserve more than the file could describe.
+  f.tensors_.reserve(
+      static_cast<std::size_t>(std::min<std::uint64_t>(num_tensors, c.remaining() / 32)));
   for (std::uint64_t i = 0; i < num_tensors; ++i) {
     gguf_tensor_info t;
     t.name = c.read_string("tensor name", limits.max_string_bytes);
