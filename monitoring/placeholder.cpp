@@ -1,1 +1,0 @@
-// Placeholder translation unit until monitoring/ has sources; remove when it does.
