@@ -17,7 +17,7 @@ import os
 import sys
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 PROMPT_LEN = 20
 DECODE_STEPS = 64
@@ -26,9 +26,11 @@ SHAPES = {
     # head dim 64, 3:1 GQA and tied embeddings, like the default model (SmolLM2)
     "gqa3_hd64_tied": dict(hidden_size=384, intermediate_size=1024, num_attention_heads=6,
                            num_key_value_heads=2, head_dim=64, tie_word_embeddings=True),
-    # QKV bias (Qwen2-style attention), head dim 128, 2:1 GQA
-    "qkv_bias_hd128": dict(hidden_size=512, intermediate_size=1536, num_attention_heads=4,
-                           num_key_value_heads=2, head_dim=128, attention_bias=True),
+    # QKV bias, head dim 128, 2:1 GQA. LlamaForCausalLM's attention_bias also biases o_proj,
+    # which no Llama-family checkpoint kvserve targets has; Qwen2 is the Llama decoder with
+    # biases on Q, K and V only, so this shape is a Qwen2ForCausalLM.
+    "qkv_bias_hd128": dict(arch="qwen2", hidden_size=512, intermediate_size=1536,
+                           num_attention_heads=4, num_key_value_heads=2),
     # Llama-3 RoPE scaling, 4:1 GQA, head dim 128
     "llama3_rope_gqa4": dict(hidden_size=1024, intermediate_size=2816, num_attention_heads=8,
                              num_key_value_heads=2, head_dim=128, rope_theta=500000.0,
@@ -72,9 +74,14 @@ def main():
     torch.manual_seed(0)
     tiny = tokenizer_writer()
     for name, shape in SHAPES.items():
-        cfg = LlamaConfig(vocab_size=len(tiny.vocab()), num_hidden_layers=3, max_position_embeddings=16384,
-                          rms_norm_eps=1e-5, initializer_range=0.05, **shape)
-        model = LlamaForCausalLM(cfg).eval()
+        shape = dict(shape)
+        qwen2 = shape.pop("arch", "llama") == "qwen2"
+        config_class, model_class = ((Qwen2Config, Qwen2ForCausalLM) if qwen2
+                                     else (LlamaConfig, LlamaForCausalLM))
+        cfg = config_class(vocab_size=len(tiny.vocab()), num_hidden_layers=3,
+                           max_position_embeddings=16384, rms_norm_eps=1e-5,
+                           initializer_range=0.05, **shape)
+        model = model_class(cfg).eval()
         folder = os.path.join(args.out, name)
         model.save_pretrained(folder, safe_serialization=True)
         tiny.write_tokenizer(folder)
