@@ -145,6 +145,12 @@ tile_fn pick_tile(int tokens) {
 }
 
 tile_fn pick(int rows, int tokens) {
+  if (rows == 8 && tokens == 1) {
+#if defined(KVSERVE_X86)
+    if (kUseAvx2) return &tile_avx2<8, 1>;
+#endif
+    return &tile_portable<8, 1>;
+  }
   switch (rows) {
     case 1:
       return pick_tile<1>(tokens);
@@ -162,12 +168,19 @@ tile_fn pick(int rows, int tokens) {
 void matmul_rows(const float* x, int num_tokens, int ldx, const float* w, int row_begin,
                  int row_end, int k, float* y, int ldy, bool accumulate) {
   for (int t = 0; t < num_tokens; t += kTileTokens) {
-    int tokens = std::min(kTileTokens, num_tokens - t);
-    for (int r = row_begin; r < row_end; r += kTileRows) {
-      int rows = std::min(kTileRows, row_end - r);
-      pick(rows, tokens)(x + static_cast<std::size_t>(t) * ldx, ldx,
-                         w + static_cast<std::size_t>(r) * k, k,
-                         y + static_cast<std::size_t>(t) * ldy + r, ldy, accumulate);
+    const int tokens = std::min(kTileTokens, num_tokens - t);
+    const float* xt = x + static_cast<std::size_t>(t) * ldx;
+    float* yt = y + static_cast<std::size_t>(t) * ldy;
+    int r = row_begin;
+    if (tokens == 1) {
+      // A single token streams its weight rows from memory: more rows in flight per tile.
+      for (; r + 8 <= row_end; r += 8) {
+        pick(8, 1)(xt, ldx, w + static_cast<std::size_t>(r) * k, k, yt + r, ldy, accumulate);
+      }
+    }
+    for (; r < row_end; r += kTileRows) {
+      const int rows = std::min(kTileRows, row_end - r);
+      pick(rows, tokens)(xt, ldx, w + static_cast<std::size_t>(r) * k, k, yt + r, ldy, accumulate);
     }
   }
 }

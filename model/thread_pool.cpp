@@ -9,7 +9,7 @@ namespace {
 
 // Spinning briefly before sleeping keeps the hand-off cheap between the ~150 parallel regions
 // of one decode step, without burning a core while the backend is idle.
-constexpr int kSpinIterations = 20000;
+constexpr int kSpinIterations = 4000;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
