@@ -166,7 +166,7 @@ request_state::finish_outcome request_state::on_finished(const std::string& reas
     }
   }
   finished_event& f = out.finished;
-  f.finish_reason = reason;
+  f.finish_reason = stopped_ ? "stop" : reason;  // a stop string wins over a late length
   f.stop_reason = stopped_ ? stop_string_ : stop_reason;
   f.usage.prompt_tokens = prompt_tokens_;
   f.usage.completion_tokens = completion_tokens_;

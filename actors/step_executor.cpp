@@ -41,6 +41,7 @@ worker_outcome step_executor::execute(step_plan plan) {
   out.duration_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   last_sampled_.clear();
+  out.cuda_graph_replays = backend_->stats().cuda_graph_replays;
   if (out.error.is_ok()) {
     out.result.step_index = plan.step_index;
     for (const sequence_result& r : out.result.seqs) {

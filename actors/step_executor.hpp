@@ -19,6 +19,7 @@ struct worker_outcome {
   status error;  ///< ok when `result` is valid
   step_result result;
   double duration_seconds = 0;
+  std::uint64_t cuda_graph_replays = 0;  ///< the backend's counter after the step
 };
 
 class step_executor {

@@ -4,6 +4,7 @@
 // a synchronous loop that drives scheduler_policy + step_allocator + step_executor.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -46,6 +47,8 @@ class fake_backend : public backend {
   std::atomic<int> max_batch{0};
   std::atomic<int> max_tokens_per_step{0};
   std::atomic<bool> only_full_recompute{true};  // every step started at position 0
+  /// When set, sampled tokens are drawn from these ids only (e.g. ASCII letters).
+  std::vector<std::int32_t> alphabet;
 
   result<step_result> execute(const step_plan& plan) override {
     if (on_execute) on_execute(plan);
@@ -77,7 +80,9 @@ class fake_backend : public backend {
           h = mix64(h ^ static_cast<std::uint64_t>(kv_[slot(s, pos)] + 7));
         if (!s.sampling.is_greedy()) h = mix64(h ^ counter_random_bits(s.sampling.seed, end));
         std::int32_t t =
-            static_cast<std::int32_t>(h % static_cast<std::uint64_t>(config_.vocab_size));
+            alphabet.empty()
+                ? static_cast<std::int32_t>(h % static_cast<std::uint64_t>(config_.vocab_size))
+                : alphabet[h % alphabet.size()];
         auto suppressed = [&](std::int32_t x) {
           for (auto y : s.suppressed_tokens)
             if (x == y) return true;
@@ -218,6 +223,39 @@ class plain_engine {
   std::map<seq_id, output> outputs;
   std::vector<step_plan> plans;
   cache_step_request last_request;
+};
+
+/// Holds the backend at chosen steps until the test opens it.
+class gate {
+ public:
+  /// Blocks while closed; call from the backend's on_execute.
+  void pass() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    --waiting_;
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = false;
+  }
+  void open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  /// Waits until the backend is blocked in pass().
+  bool wait_blocked(std::chrono::seconds timeout = std::chrono::seconds(20)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return waiting_ > 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  int waiting_ = 0;
 };
 
 inline sequence_submission make_submission(request_id id, std::vector<std::int32_t> prompt,

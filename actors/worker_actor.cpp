@@ -1,0 +1,35 @@
+// The worker actor: owns the backend (through step_executor) and runs on its own thread
+// (detached), so a long backend call never blocks the scheduler or CAF's worker threads.
+
+#include <memory>
+#include <utility>
+
+#include "actors/protocol.hpp"
+#include "actors/step_executor.hpp"
+
+namespace kvserve {
+
+namespace {
+
+struct worker_state {
+  std::shared_ptr<step_executor> executor;
+  static inline const char* name = "kvserve.worker";
+};
+
+worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,
+                                   std::shared_ptr<step_executor> executor) {
+  self->state.executor = std::move(executor);
+  return {
+      [self](execute_atom, step_plan& plan) -> worker_outcome {
+        return self->state.executor->execute(std::move(plan));
+      },
+  };
+}
+
+}  // namespace
+
+worker_actor spawn_worker(caf::actor_system& sys, std::shared_ptr<step_executor> executor) {
+  return sys.spawn<caf::detached>(worker, std::move(executor));
+}
+
+}  // namespace kvserve
