@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Prefix caching with --prefix-commit early, with --prefix-commit finish, and with
+--no-enable-prefix-caching on the shared-prefix workload: TTFT distribution and throughput
+against the request rate."""
+
+import argparse
+
+import serve_common as sc
+
+NAME = "prefix_commit"
+MODES = (("early", ["--prefix-commit", "early"]),
+         ("finish", ["--prefix-commit", "finish"]),
+         ("no-prefix-caching", ["--no-enable-prefix-caching"]))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    sc.add_common_args(p)
+    p.add_argument("--rates", default="1,2,4,8", help="sessions/s, comma-separated")
+    p.add_argument("--groups", type=int, default=4)
+    p.add_argument("--prompts-per-group", type=int, default=6)
+    p.add_argument("--system-len", type=int, default=256)
+    p.add_argument("--question-len", type=int, default=16)
+    p.add_argument("--output-len", type=int, default=16)
+    args = p.parse_args()
+    if not args.plot_only:
+        runs = []
+        for mode, flags in MODES:
+            for rate in args.rates.split(","):
+                # A fresh server per point: every point starts from an empty cache.
+                with sc.Server(args, flags, f"{NAME}-{mode}-{rate}") as server:
+                    r = sc.run_bench(args, server, [
+                        "--workload", "shared-prefix",
+                        "--shared-prefix-groups", str(args.groups),
+                        "--shared-prefix-prompts-per-group", str(args.prompts_per_group),
+                        "--shared-prefix-system-len", str(args.system_len),
+                        "--shared-prefix-question-len", str(args.question_len),
+                        "--shared-prefix-output-len", str(args.output_len),
+                        "--request-rate", rate, "--seed", "1", "--label", f"{mode} rate={rate}"])
+                    runs.append({"mode": mode, "rate": float(rate),
+                                 "result": sc.strip_requests(r)})
+        sc.save(args, NAME, {"experiment": NAME, "runs": runs})
+    plot(args, sc.load(args, NAME))
+
+
+def plot(args, exp):
+    plt = sc.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for mode, _ in MODES:
+        rs = sorted((r for r in exp["runs"] if r["mode"] == mode), key=lambda r: r["rate"])
+        if not rs:
+            continue
+        rates = [r["rate"] for r in rs]
+        axes[0].plot(rates, [r["result"]["ttft_ms"]["median"] for r in rs], marker="o",
+                     label=mode)
+        axes[1].plot(rates, [r["result"]["total_token_throughput"] for r in rs], marker="o",
+                     label=mode)
+        top = rs[-1]["result"].get("ttfts_s", [])
+        if top:
+            xs = sorted(t * 1000 for t in top)
+            axes[2].step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post",
+                         label=f"{mode} @ {rs[-1]['rate']:g}/s")
+    axes[0].set(xlabel="request rate (req/s)", ylabel="median TTFT (ms)", yscale="log",
+                title="TTFT against rate")
+    axes[1].set(xlabel="request rate (req/s)", ylabel="tokens/s (prompt + output)",
+                title="throughput against rate")
+    axes[2].set(xlabel="TTFT (ms)", ylabel="fraction of requests", xscale="log",
+                title="TTFT distribution at the highest rate")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    sc.footer(fig, exp)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(sc.img_path(args, NAME), dpi=120)
+
+
+if __name__ == "__main__":
+    main()

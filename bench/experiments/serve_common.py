@@ -1,0 +1,193 @@
+"""Helpers shared by the serving experiments (issue 9): start `kvserve serve` on a free loopback
+port with the flags of DESIGN.md's table, wait for /health, run `kvserve bench serve` against
+it, stop it, and keep every result with the machine, the commit and the command lines.
+
+Every experiment script writes docs/bench-data/serve/<name>.json and draws docs/img/<name>*.png;
+`--plot-only` redraws the figures from the JSON without running anything."""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kvserve", default=str(REPO / "build" / "bin" / "kvserve"),
+                        help="the kvserve executable (default: build/bin/kvserve)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (passed to the server)")
+    parser.add_argument("--model", default="", help="--model of the server (default: its own)")
+    parser.add_argument("--load-format", default="", help="e.g. dummy")
+    parser.add_argument("--server-flags", default="",
+                        help="more server flags, one string, e.g. '--max-num-seqs 8'")
+    parser.add_argument("--backend", default="ws", help="bench backend: ws, openai-completions")
+    parser.add_argument("--out", default="", help="results JSON (default docs/bench-data/serve/)")
+    parser.add_argument("--img-dir", default=str(REPO / "docs" / "img"))
+    parser.add_argument("--tag", default="", help="suffix of the JSON and PNG names (e.g. h100)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw from the JSON")
+    parser.add_argument("--server-timeout", type=float, default=300,
+                        help="seconds to wait for the server to come up")
+
+
+def out_path(args, name: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    suffix = f"-{args.tag}" if args.tag else ""
+    return REPO / "docs" / "bench-data" / "serve" / f"{name}{suffix}.json"
+
+
+def img_path(args, name: str) -> Path:
+    suffix = f"-{args.tag}" if args.tag else ""
+    Path(args.img_dir).mkdir(parents=True, exist_ok=True)
+    return Path(args.img_dir) / f"{name}{suffix}.png"
+
+
+def model_flags(args) -> list:
+    flags = ["--device", args.device]
+    if args.model:
+        flags += ["--model", args.model]
+    if args.load_format:
+        flags += ["--load-format", args.load_format]
+    return flags + args.server_flags.split()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    distro = ""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return f"{distro}, {os.cpu_count()} cores, {cpu}"
+
+
+class Server:
+    """`kvserve serve` on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, args, flags: list, log_name: str):
+        self.args = args
+        self.port = free_port()
+        self.cmd = [args.kvserve, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.cmd += model_flags(args) + flags
+        log_dir = REPO / "build-bench-logs"
+        log_dir.mkdir(exist_ok=True)
+        self.log_path = log_dir / f"{log_name}.log"
+        self.proc = None
+
+    def __enter__(self):
+        self.log = open(self.log_path, "w")
+        print("$ " + " ".join(self.cmd), file=sys.stderr, flush=True)
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.args.server_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kvserve serve exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"kvserve serve did not answer /health; see {self.log_path}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.log.close()
+        return False
+
+
+def run_bench(args, server: Server, bench_flags: list, timeout: float = 900) -> dict:
+    """Runs one `kvserve bench serve` and returns its JSON (with the command line added)."""
+    tmp = REPO / "build-bench-logs" / f"bench-{server.port}.json"
+    cmd = [args.kvserve, "bench", "serve", "--base-url", f"http://127.0.0.1:{server.port}",
+           "--backend", args.backend, "--no-progress", "--output-json", str(tmp)] + bench_flags
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    sys.stderr.write(done.stdout)
+    if done.returncode not in (0, 2) or not tmp.exists():
+        sys.stderr.write(done.stderr)
+        raise RuntimeError(f"kvserve bench serve failed with {done.returncode}")
+    result = json.loads(tmp.read_text())
+    tmp.unlink()
+    result["bench_command"] = " ".join(["kvserve"] + cmd[1:4] + ["URL"] + cmd[5:])
+    result["server_command"] = " ".join(["kvserve"] + server.cmd[1:])
+    return result
+
+
+def save(args, name: str, experiment: dict) -> Path:
+    experiment.setdefault("commit", git_commit())
+    experiment.setdefault("machine", machine())
+    experiment.setdefault("device", args.device)
+    experiment.setdefault("script", " ".join(["python3", "bench/experiments/" + name + ".py"] +
+                                             sys.argv[1:]))
+    path = out_path(args, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(experiment, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
+def load(args, name: str) -> dict:
+    return json.loads(out_path(args, name).read_text())
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def footer(fig, experiment: dict) -> None:
+    """Every figure names its machine and commit."""
+    fig.text(0.01, 0.005, f"{experiment.get('device', '')} | {experiment.get('machine', '')} | "
+             f"commit {experiment.get('commit', '')}", fontsize=6, color="gray")
+
+
+def strip_requests(result: dict) -> dict:
+    """Keeps per-request TTFTs (for distributions) but drops the rest of the samples."""
+    reqs = result.pop("requests", [])
+    result["ttfts_s"] = [r["ttft_s"] for r in reqs if r.get("success")]
+    return result
