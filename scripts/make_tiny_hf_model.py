@@ -8,6 +8,7 @@ Python keeps stable across versions, so the folder is the same on every machine,
 needs nothing but Python: tests run it at test time.
 
     make_tiny_hf_model.py --out DIR [--shards N] [--dtype F32|F16|BF16] [--seed S]
+                          [--pretokenizer llama3|qwen2|digits] [--tokenizer-only]
 
 On a development machine, `--reference FILE` also runs transformers (pip install torch==2.5.1
 transformers==4.46.3 tokenizers==0.20.3) on the F32 folder and writes its fp32 logits for a few
@@ -47,6 +48,8 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|en
             "<|eot_id|>"]
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 CHAT_TEMPLATE = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}"
     "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
@@ -134,7 +137,20 @@ def write_safetensors(path, tensors, dtype):
             f.write(b)
 
 
-def write_tokenizer(out):
+def pre_tokenizer(kind):
+    if kind == "digits":  # SmolLM2's own tokenizer.json
+        return {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+             "use_regex": True}]}
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT if kind == "llama3" else QWEN2_SPLIT},
+         "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+         "use_regex": False}]}
+
+
+def write_tokenizer(out, kind="llama3"):
     tokens = vocab()
     model_vocab = {t: i for i, t in enumerate(tokens[:256 + len(MERGES)])}
     tj = {
@@ -143,11 +159,7 @@ def write_tokenizer(out):
                           "lstrip": False, "rstrip": False, "normalized": False, "special": True}
                          for k, s in enumerate(SPECIALS)],
         "normalizer": None,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated",
-             "invert": False},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-             "use_regex": False}]},
+        "pre_tokenizer": pre_tokenizer(kind),
         "post_processor": {"type": "Sequence", "processors": [
             {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
              "use_regex": True},
@@ -176,8 +188,11 @@ def write_tokenizer(out):
         json.dump(tc, f, ensure_ascii=False)
 
 
-def write_model(out, shards, dtype, seed):
+def write_model(out, shards, dtype, seed, kind="llama3", tokenizer_only=False):
     os.makedirs(out, exist_ok=True)
+    if tokenizer_only:
+        write_tokenizer(out, kind)
+        return
     config = dict(CONFIG)
     config["vocab_size"] = len(vocab())
     with open(os.path.join(out, "config.json"), "w") as f:
@@ -197,7 +212,7 @@ def write_model(out, shards, dtype, seed):
         with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": sum(len(t[2]) for t in tensors)},
                        "weight_map": weight_map}, f, indent=1)
-    write_tokenizer(out)
+    write_tokenizer(out, kind)
 
 
 def write_reference(out, path):
@@ -218,15 +233,31 @@ def write_reference(out, path):
 
 
 def write_tokenizer_fixture(out, corpus, path):
+    """Ids of the whole corpus for the Llama 3 split (`path`), and of every third string for
+    the Qwen2 split and for Digits + ByteLevel (`path` with _variants before .json)."""
+    import tempfile
+
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     with open(corpus, encoding="utf-8") as f:
         texts = [c["text"] for c in json.load(f)["cases"]]
+    tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     ids = [tok.encode(t, add_special_tokens=False).ids for t in texts]
     with open(path, "w") as f:
         json.dump({"generator": "scripts/make_tiny_hf_model.py", "tokenizers": "0.20.3",
                    "corpus": "tokenizer_smollm2.json", "ids": ids}, f, separators=(",", ":"))
+        f.write("\n")
+    variants = {}
+    for kind in ("qwen2", "digits"):
+        with tempfile.TemporaryDirectory() as tmp:
+            write_tokenizer(tmp, kind)
+            tok = Tokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
+            variants[kind] = {"stride": 3, "ids": [tok.encode(t, add_special_tokens=False).ids
+                                                   for t in texts[::3]]}
+    with open(path.replace(".json", "_variants.json"), "w") as f:
+        json.dump({"generator": "scripts/make_tiny_hf_model.py", "tokenizers": "0.20.3",
+                   "corpus": "tokenizer_smollm2.json", "variants": variants}, f,
+                  separators=(",", ":"))
         f.write("\n")
 
 
@@ -236,10 +267,13 @@ def main():
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--pretokenizer", default="llama3", choices=["llama3", "qwen2", "digits"])
+    ap.add_argument("--tokenizer-only", action="store_true")
     ap.add_argument("--reference")
     ap.add_argument("--tokenizer-fixture")
     args = ap.parse_args()
-    write_model(args.out, args.shards, args.dtype, args.seed)
+    write_model(args.out, args.shards, args.dtype, args.seed, args.pretokenizer,
+                args.tokenizer_only)
     if args.reference:
         write_reference(args.out, args.reference)
     if args.tokenizer_fixture:

@@ -142,6 +142,45 @@ TEST_F(TinyHfModel, TokenizerJsonMatchesHfTokenizers) {
   EXPECT_EQ(mismatches, 0);
 }
 
+// The Qwen2 split and SmolLM2's Digits + ByteLevel pre-tokenizers against HF `tokenizers`, on
+// every third string of the corpus.
+TEST_F(TinyHfModel, TokenizerJsonVariantsMatchHfTokenizers) {
+  std::ifstream corpus_in(std::string(KVSERVE_TEST_DATA_DIR) + "/tokenizer_smollm2.json");
+  std::ifstream ids_in(std::string(KVSERVE_TEST_DATA_DIR) + "/tokenizer_tiny_llama3_variants.json");
+  ASSERT_TRUE(corpus_in && ids_in);
+  const auto corpus = nlohmann::json::parse(corpus_in).at("cases");
+  const auto variants = nlohmann::json::parse(ids_in).at("variants");
+  for (const char* kind : {"qwen2", "digits"}) {
+    const std::string dir = testing_support::make_tiny_hf_model(
+        std::string("tok_") + kind, std::string("--tokenizer-only --pretokenizer ") + kind);
+    ASSERT_FALSE(dir.empty());
+    auto info = read_hf_tokenizer(dir);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    ASSERT_TRUE(info) << info.error().message();
+    EXPECT_EQ(info->spec.individual_digits, std::string(kind) == "digits");
+    EXPECT_EQ(info->spec.pretokenizer,
+              std::string(kind) == "qwen2" ? pretokenizer_kind::kQwen2 : pretokenizer_kind::kGpt2);
+    auto tok = tokenizer::create(info->spec);
+    ASSERT_TRUE(tok) << tok.error().message();
+    const auto& v = variants.at(kind);
+    const auto stride = v.at("stride").get<std::size_t>();
+    const auto& ids = v.at("ids");
+    int mismatches = 0;
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      const std::string text = corpus.at(k * stride).at("text").get<std::string>();
+      const auto expected = ids[k].get<std::vector<std::int32_t>>();
+      const auto got = (*tok)->encode(text, false);
+      if (got != expected && mismatches++ < 5) {
+        ADD_FAILURE() << kind << ": " << nlohmann::json(text).dump() << "\n  expected "
+                      << nlohmann::json(expected).dump() << "\n  got      "
+                      << nlohmann::json(got).dump();
+      }
+    }
+    EXPECT_EQ(mismatches, 0) << kind;
+  }
+}
+
 // kvserve's CPU backend on the tiny model against transformers' fp32 logits
 // (scripts/make_tiny_hf_model.py --reference): max |diff| <= 1e-3 * max |logit| per position.
 TEST_F(TinyHfModel, CpuLogitsMatchTransformers) {
