@@ -1,0 +1,189 @@
+// Scheduler + cache-manager overhead per step, with a backend that returns at once.
+//
+//   scheduler_bench [--seconds S] [--sizes 1,16,64,256]
+//
+// Two measurements per number of running sequences N (all decoding, block size 16):
+//   plain   scheduler_policy + step_allocator + step_executor called in a loop (no actors):
+//           the CPU cost of planning, allocating and applying a step;
+//   actors  the full engine (request, scheduler, cache-manager and worker actors) through
+//           engine.hpp: wall time per step while N requests decode, including the token
+//           messages to N request actors.
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/engine.hpp"
+#include "actors/scheduler_policy.hpp"
+#include "actors/step_allocator.hpp"
+#include "actors/step_executor.hpp"
+
+namespace {
+
+using namespace kvserve;
+using clock_type = std::chrono::steady_clock;
+
+constexpr int kBlockSize = 16;
+constexpr int kPromptLen = 32;
+
+/// Samples a fixed token per sequence without computing anything.
+class instant_backend : public backend {
+ public:
+  explicit instant_backend(int num_blocks) : num_blocks_(num_blocks) {
+    config_.name = "instant";
+    config_.vocab_size = 1000;
+    config_.max_position_embeddings = 1 << 20;
+  }
+  std::string name() const override { return "instant"; }
+  const model_config& config() const override { return config_; }
+  int block_size() const override { return kBlockSize; }
+  int num_kv_blocks() const override { return num_blocks_; }
+  std::size_t kv_bytes_per_token() const override { return 0; }
+  result<step_result> execute(const step_plan& plan) override {
+    step_result r;
+    r.step_index = plan.step_index;
+    r.seqs.resize(plan.seqs.size());
+    for (std::size_t i = 0; i < plan.seqs.size(); ++i) {
+      r.seqs[i].id = plan.seqs[i].id;
+      if (plan.seqs[i].sample) r.seqs[i].sampled_token = static_cast<std::int32_t>(1 + i % 500);
+    }
+    return r;
+  }
+
+ private:
+  model_config config_;
+  int num_blocks_;
+};
+
+std::vector<std::int32_t> prompt_for(int i) {
+  std::vector<std::int32_t> p(kPromptLen);
+  for (int j = 0; j < kPromptLen; ++j) p[j] = (i * 131 + j * 7) % 997 + 1;
+  return p;
+}
+
+int blocks_needed(int n, int max_tokens) {
+  return n * ((kPromptLen + max_tokens) / kBlockSize + 2) + 64;
+}
+
+double plain_us_per_step(int n, double seconds) {
+  scheduler_config sc;
+  sc.block_size = kBlockSize;
+  sc.max_model_len = 1 << 20;
+  sc.max_num_seqs = n;
+  sc.max_num_batched_tokens = 8192;
+  const int steps_cap = 20000;
+  sc.num_blocks = blocks_needed(n, steps_cap);
+  scheduler_policy policy(sc);
+  kv_cache_config kc;
+  kc.num_blocks = sc.num_blocks;
+  kc.block_size = kBlockSize;
+  auto allocator = std::move(step_allocator::create(kc).value());
+  step_executor executor(std::make_unique<instant_backend>(sc.num_blocks));
+  const auto t0 = clock_type::now();
+  for (int i = 0; i < n; ++i) {
+    sequence_submission s;
+    s.id = static_cast<request_id>(i + 1);
+    s.prompt = prompt_for(i);
+    s.stop.max_tokens = steps_cap + 64;
+    s.sampling.temperature = 0;
+    (void)policy.add(std::move(s), t0);
+  }
+  auto run_step = [&] {
+    cache_step_request req = policy.plan_allocations(clock_type::now());
+    cache_step_reply reply = allocator->apply(req);
+    planned_step ps = policy.apply_allocations(reply);
+    if (ps.plan.seqs.empty()) return;
+    worker_outcome out = executor.execute(std::move(ps.plan));
+    (void)policy.apply_result(out.result);
+  };
+  for (int i = 0; i < 8; ++i) run_step();  // prefill and warm-up
+  int steps = 0;
+  const auto start = clock_type::now();
+  const auto deadline = start + std::chrono::duration<double>(seconds);
+  while (clock_type::now() < deadline && steps < steps_cap) {
+    run_step();
+    ++steps;
+  }
+  const double us =
+      std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / steps;
+  if (policy.num_running() != n)
+    std::fprintf(stderr, "warning: %d running\n", policy.num_running());
+  return us;
+}
+
+struct step_counter : observer {
+  std::atomic<int> steps{0};
+  std::atomic<int> full_steps{0};
+  int n = 0;
+  void on_step(const step_report& r) override {
+    ++steps;
+    if (r.batch_size == n) ++full_steps;
+  }
+};
+
+double actors_us_per_step(int n, double seconds) {
+  const int max_tokens = 20000;
+  engine_config config;
+  config.block_size = kBlockSize;
+  config.max_num_seqs = n;
+  config.max_num_batched_tokens = 8192;
+  auto obs = std::make_shared<step_counter>();
+  obs->n = n;
+  engine_parts parts;
+  parts.model_backend = std::make_unique<instant_backend>(blocks_needed(n, max_tokens));
+  parts.engine_observer = obs;
+  auto eng = make_engine(config, std::move(parts));
+  if (!eng) {
+    std::fprintf(stderr, "%s\n", eng.error().message().c_str());
+    std::exit(1);
+  }
+  for (int i = 0; i < n; ++i) {
+    generate_request r;
+    r.prompt = prompt_for(i);
+    r.max_tokens = max_tokens;
+    r.sampling.temperature = 0;
+    r.sampling.ignore_eos = true;
+    (*eng)->submit(r, nullptr);
+  }
+  while (obs->full_steps.load() < 8) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const int s0 = obs->steps.load();
+  const auto start = clock_type::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  const int s1 = obs->steps.load();
+  const double us =
+      std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / (s1 - s0);
+  (*eng)->shutdown(std::chrono::milliseconds(0));
+  return us;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double seconds = 1.0;
+  std::vector<int> sizes = {1, 16, 64, 256};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--seconds") {
+      seconds = std::atof(argv[i + 1]);
+    } else if (flag == "--sizes") {
+      sizes.clear();
+      std::stringstream ss(argv[i + 1]);
+      std::string item;
+      while (std::getline(ss, item, ',')) sizes.push_back(std::atoi(item.c_str()));
+    }
+  }
+  std::printf("running_seqs  plain_us_per_step  actors_us_per_step\n");
+  for (int n : sizes) {
+    const double plain = plain_us_per_step(n, seconds);
+    const double actors = actors_us_per_step(n, seconds);
+    std::printf("%12d  %17.1f  %18.1f\n", n, plain, actors);
+    std::fflush(stdout);
+  }
+  return 0;
+}
