@@ -1,5 +1,6 @@
 // Prefill and decode throughput of the CPU backend on the default model (or any model path,
-// or random weights at its shapes with --dummy). Prints one line per case; see
+// or random weights at its shapes with --dummy, or at SmolLM2-135M shapes without any file
+// with --synthetic). Prints one line per case; see
 // docs/BENCHMARKS.md. Usage: cpu_backend_bench [--model PATH] [--dummy] [--threads N]
 //                                             [--block-size B] [--quick]
 
@@ -14,6 +15,7 @@
 
 #include "model/cpu_backend.hpp"
 #include "model/cpu_kernels.hpp"
+#include "model/dummy_weights.hpp"
 #include "model/model_loader.hpp"
 
 namespace {
@@ -95,57 +97,21 @@ rates run_case(cpu_backend& b, int batch, int prompt, int steps, std::mt19937& r
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::string model_path;
-  bool dummy = false, quick = false;
-  int threads = 0, block_size = 16;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--model" && i + 1 < argc) {
-      model_path = argv[++i];
-    } else if (a == "--dummy") {
-      dummy = true;
-    } else if (a == "--quick") {
-      quick = true;
-    } else if (a == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else if (a == "--block-size" && i + 1 < argc) {
-      block_size = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--model PATH] [--dummy] [--threads N] [--block-size B] [--quick]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
-  if (model_path.empty()) {
-    auto found = find_default_model();
-    if (!found.is_ok()) {
-      std::fprintf(stderr, "error: %s\n", found.error().message().c_str());
-      return 1;
-    }
-    model_path = found.value();
-  }
-  auto start = clock_type::now();
-  auto loaded = load_model(model_path, dummy ? load_format::kDummy : load_format::kAuto);
-  if (!loaded.is_ok()) {
-    std::fprintf(stderr, "error: %s\n", loaded.error().message().c_str());
-    return 1;
-  }
-  const double load_s = seconds_since(start);
+int run_all(const model_config& config, model_weights weights, const char* source, double load_s,
+            int threads, int block_size, bool quick) {
   cpu_backend_config bc;
   bc.block_size = block_size;
   bc.num_threads = threads;
-  bc.num_kv_blocks = cpu_kv_blocks_for_memory(loaded->config, block_size, std::size_t{1} << 30);
-  auto backend = cpu_backend::create(bc, loaded->config, std::move(loaded->weights));
+  bc.num_kv_blocks = cpu_kv_blocks_for_memory(config, block_size, std::size_t{1} << 30);
+  auto backend = cpu_backend::create(bc, config, std::move(weights));
   if (!backend.is_ok()) {
     std::fprintf(stderr, "error: %s\n", backend.error().message().c_str());
     return 1;
   }
   cpu_backend& b = *backend.value();
   std::printf("model %s (%s), load %.2f s, %d threads, block size %d, avx2 %s\n",
-              loaded->config.name.c_str(), dummy ? "dummy weights" : "file", load_s,
-              b.num_threads(), block_size, cpu_kernels_use_avx2() ? "yes" : "no");
+              config.name.c_str(), source, load_s, b.num_threads(), block_size,
+              cpu_kernels_use_avx2() ? "yes" : "no");
   std::printf("%6s %7s %7s %14s %16s %14s %16s\n", "batch", "prompt", "steps", "prefill tok/s",
               "prefill tok/cpu-s", "decode tok/s", "decode tok/cpu-s");
   std::mt19937 rng(1);
@@ -162,4 +128,65 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  std::string model_path;
+  bool dummy = false, quick = false, synthetic = false;
+  int threads = 0, block_size = 16;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--model" && i + 1 < argc) {
+      model_path = argv[++i];
+    } else if (a == "--dummy") {
+      dummy = true;
+    } else if (a == "--synthetic") {
+      synthetic = true;
+    } else if (a == "--quick") {
+      quick = true;
+    } else if (a == "--threads" && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else if (a == "--block-size" && i + 1 < argc) {
+      block_size = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--model PATH] [--dummy | --synthetic] [--threads N] [--block-size "
+                   "B] [--quick]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (synthetic) {
+    // SmolLM2-135M's shapes with random weights: no model file needed (for other machines).
+    model_config c;
+    c.name = "SmolLM2-135M shapes";
+    c.vocab_size = 49152;
+    c.hidden_size = 576;
+    c.intermediate_size = 1536;
+    c.num_layers = 30;
+    c.num_heads = 9;
+    c.num_kv_heads = 3;
+    c.head_dim = 64;
+    c.max_position_embeddings = 8192;
+    c.rope_theta = 100000.0f;
+    c.tie_word_embeddings = true;
+    return run_all(c, make_dummy_weights(c, 1), "synthetic", 0.0, threads, block_size, quick);
+  }
+  if (model_path.empty()) {
+    auto found = find_default_model();
+    if (!found.is_ok()) {
+      std::fprintf(stderr, "error: %s\n", found.error().message().c_str());
+      return 1;
+    }
+    model_path = found.value();
+  }
+  auto start = clock_type::now();
+  auto loaded = load_model(model_path, dummy ? load_format::kDummy : load_format::kAuto);
+  if (!loaded.is_ok()) {
+    std::fprintf(stderr, "error: %s\n", loaded.error().message().c_str());
+    return 1;
+  }
+  const double load_s = seconds_since(start);
+  return run_all(loaded->config, std::move(loaded->weights), dummy ? "dummy weights" : "file",
+                 load_s, threads, block_size, quick);
 }
