@@ -173,8 +173,8 @@ void bench_matmul(cudaStream_t s) {
 
 void bench_attention(cudaStream_t s) {
   std::printf(
-      "\n| decode attention | block | batch | context | us | of copy BW "
-      "|\n|---|---|---|---|---|---|\n");
+      "\n| decode attention | block | batch | context | us | of copy BW | splits "
+      "|\n|---|---|---|---|---|---|---|\n");
   const int nh = 32, nkv = 8, hd = 128;
   for (int bs : {2, 4, 8, 16, 32, 64}) {
     for (auto [batch, ctx] : {std::pair{8, 4096}, std::pair{8, 16384}, std::pair{8, 32768},
@@ -200,8 +200,7 @@ void bench_attention(cudaStream_t s) {
       CHECK_CUDA(cudaMemcpy(lens.get(), l.data(), batch * 4, cudaMemcpyHostToDevice));
       int sms = 0;
       CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-      const int splits =
-          std::clamp((2 * sms + batch * nkv - 1) / (batch * nkv), 1, kMaxDecodeSplits);
+      const int splits = decode_attention_splits(batch, nh, nkv, hd, sms);
       CHECK_OK(q.allocate(batch * nh * hd));
       CHECK_CUDA(cudaMemsetAsync(q.get(), 0, q.bytes(), s));
       CHECK_OK(po.allocate(std::size_t{1} * batch * nh * splits * hd));
@@ -222,8 +221,8 @@ void bench_attention(cudaStream_t s) {
       a.out = out.get();
       const double ms = time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 20);
       const double bytes = 2.0 * elems * 2;
-      std::printf("| decode attention | %d | %d | %d | %.1f | %.0f%% |\n", bs, batch, ctx, ms * 1e3,
-                  100.0 * bytes / (ms * 1e-3) / g_copy_bw);
+      std::printf("| decode attention | %d | %d | %d | %.1f | %.0f%% | %d |\n", bs, batch, ctx,
+                  ms * 1e3, 100.0 * bytes / (ms * 1e-3) / g_copy_bw, splits);
     }
   }
 }

@@ -107,11 +107,15 @@ class cuda_backend final : public backend {
   result<step_result> execute(const step_plan& plan) override;
 
  private:
-  // Enough split-KV blocks to give every SM about four.
-  int decode_splits(int rows) const {
-    const int base = rows * decode_attention_blocks_per_seq(model_.num_heads, model_.num_kv_heads);
-    const int want = (4 * num_sms_ + base - 1) / base;
-    return std::clamp(want, 1, kMaxDecodeSplits);
+  // Split-KV count per padded decode batch (an occupancy query: cached).
+  int decode_splits(int rows) {
+    auto it = splits_.find(rows);
+    if (it == splits_.end())
+      it = splits_
+               .emplace(rows, decode_attention_splits(rows, model_.num_heads, model_.num_kv_heads,
+                                                      model_.head_dim, num_sms_))
+               .first;
+    return it->second;
   }
 
   status allocate_workspace();
@@ -164,6 +168,7 @@ class cuda_backend final : public backend {
   pinned_buffer<float> h_logits_;
 
   std::map<int, cuda_graph_exec> graphs_;  // decode bucket -> graph
+  std::map<int, int> splits_;              // decode rows -> split-KV count
   step_inputs inputs_;
 };
 

@@ -105,6 +105,11 @@ inline constexpr int kMaxDecodeSplits = 64;
 /// callers size num_splits so that the whole grid fills the device.
 int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads);
 
+/// The split count for `num_seqs` decode rows, chosen against wave quantisation: the kernel's
+/// resident blocks per SM (measured occupancy) times `num_sms` make one wave.
+int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
+                            int num_sms);
+
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 
 /// A prefill work item: a run of query tokens of one sequence times a range of the query heads
