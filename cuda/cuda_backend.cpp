@@ -464,6 +464,9 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
   if (plan.seqs.empty()) return out;
   cudaStream_t s = stream_.get();
   const std::size_t V = model_.vocab_size;
+  // The current device is per host thread: the worker thread that calls execute() need not be
+  // the one that created the backend.
+  KVSERVE_CUDA_TRY(cudaSetDevice(config_.device));
   KVSERVE_STATUS_TRY(copy_inputs(in));
   std::vector<float> host_logits;
   const int num_sample_rows = static_cast<int>(in.sampling.size());
