@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -266,10 +267,16 @@ void expect_bit_identical(const std::vector<std::vector<float>>& want,
 
 // ---- tests --------------------------------------------------------------------------------
 
-class CpuBackendModels : public ::testing::TestWithParam<model_config> {};
+// A config with a readable name in test listings.
+struct named_config {
+  model_config config;
+};
+void PrintTo(const named_config& c, std::ostream* os) { *os << c.config.name; }
+
+class CpuBackendModels : public ::testing::TestWithParam<named_config> {};
 
 TEST_P(CpuBackendModels, MatchesADoublePrecisionForwardPass) {
-  const model_config c = GetParam();
+  const model_config c = GetParam().config;
   auto b = make_backend(c, 4, 64);
   ASSERT_TRUE(b);
   const auto tokens = random_tokens(40, c.vocab_size, 17);
@@ -298,9 +305,10 @@ TEST_P(CpuBackendModels, MatchesADoublePrecisionForwardPass) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, CpuBackendModels,
-                         ::testing::Values(gqa_config(), mqa_config(), odd_config()),
+                         ::testing::Values(named_config{gqa_config()}, named_config{mqa_config()},
+                                           named_config{odd_config()}),
                          [](const auto& info) {
-                           std::string n = info.param.name;
+                           std::string n = info.param.config.name;
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
