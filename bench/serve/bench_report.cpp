@@ -72,11 +72,13 @@ bench_summary summarize_run(const std::vector<request_outcome>& outcomes, double
   std::vector<double> ttft, tpot, itl, e2e;
   long long all_prompt = 0;
   long long all_output = 0;
+  long long all_cached = 0;
   for (const request_outcome& o : outcomes) {
     // The server counts tokens of every request it ran, failed ones included when they got
     // that far; compare against everything the client saw.
     all_prompt += o.prompt_tokens;
     all_output += o.output_tokens;
+    all_cached += o.cached_prompt_tokens;
     if (!o.success) {
       ++s.failed;
       if (s.first_errors.size() < 10) {
@@ -109,7 +111,11 @@ bench_summary summarize_run(const std::vector<request_outcome>& outcomes, double
     s.client_prefix_hit_rate =
         static_cast<double>(s.total_cached_tokens) / static_cast<double>(s.total_input_tokens);
   }
-  s.token_counts_match = server.available && std::llround(server.prompt_tokens) == all_prompt &&
+  const long long server_prompt = std::llround(server.prompt_tokens);
+  s.server_counts_uncached_prompt_tokens =
+      all_cached > 0 && server_prompt == all_prompt - all_cached;
+  s.token_counts_match = server.available &&
+                         (server_prompt == all_prompt || s.server_counts_uncached_prompt_tokens) &&
                          std::llround(server.generation_tokens) == all_output;
   return s;
 }
@@ -156,6 +162,7 @@ std::string report_json(const bench_config& config, const bench_summary& s,
     server["preemptions"] = s.server.preemptions;
     server["evictions"] = s.server.evictions;
     server["token_counts_match"] = s.token_counts_match;
+    server["prompt_tokens_counted"] = s.server_counts_uncached_prompt_tokens ? "uncached" : "all";
   }
   j["server"] = std::move(server);
   if (config.save_requests) {

@@ -29,9 +29,13 @@ struct bench_summary {
   /// returned with each request.
   double client_prefix_hit_rate = 0;
   server_counters server;  ///< server.available: /metrics was read before and after
-  /// The server's prompt and generation token counters moved by exactly what the completed
-  /// requests report (meaningful only when nothing else used the server and none failed).
+  /// The server's prompt and generation token counters moved by exactly what the requests
+  /// report (meaningful only when nothing else used the server). The prompt counter may
+  /// count all prompt tokens or only those not served from the cache: either matches.
   bool token_counts_match = false;
+  /// The server's kvserve_prompt_tokens_total matched the prompt tokens the prefix cache did
+  /// not serve (it counts computed prompt tokens), rather than all prompt tokens.
+  bool server_counts_uncached_prompt_tokens = false;
   std::vector<std::string> first_errors;  ///< up to 10 distinct errors
 };
 

@@ -55,6 +55,14 @@ TEST(BenchReportTest, SummaryAggregatesCompletedRequests) {
   ASSERT_EQ(s.first_errors.size(), 1u);
   EXPECT_EQ(s.first_errors[0], "timeout");
 
+  EXPECT_FALSE(s.server_counts_uncached_prompt_tokens);
+  server.prompt_tokens = 120;  // a server that counts only the tokens it computed
+  auto uncached = summarize_run(sample_outcomes(), 2.0, server);
+  EXPECT_TRUE(uncached.token_counts_match);
+  EXPECT_TRUE(uncached.server_counts_uncached_prompt_tokens);
+  server.prompt_tokens = 119;
+  EXPECT_FALSE(summarize_run(sample_outcomes(), 2.0, server).token_counts_match);
+  server.prompt_tokens = 200;
   server.generation_tokens = 21;
   EXPECT_FALSE(summarize_run(sample_outcomes(), 2.0, server).token_counts_match);
 }
