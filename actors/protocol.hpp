@@ -161,13 +161,14 @@ typename Inspector::result_type inspect(Inspector& f, worker_outcome& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, block_request& x) {
-  return f(caf::meta::type_name("block_request"), x.id, x.tokens, x.num_tokens, x.cache_namespace,
-           x.retention_num_tokens, x.retention_priority, x.retention_duration_ms);
+  return f(caf::meta::type_name("block_request"), x.id, x.tokens, x.num_tokens, x.num_known_blocks,
+           x.cache_namespace, x.retention_num_tokens, x.retention_priority,
+           x.retention_duration_ms);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, block_commit& x) {
-  return f(caf::meta::type_name("block_commit"), x.id, x.tokens);
+  return f(caf::meta::type_name("block_commit"), x.id, x.start, x.tokens);
 }
 
 template <class Inspector>

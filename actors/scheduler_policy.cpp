@@ -132,8 +132,7 @@ void scheduler_policy::finish(seq_id id, sequence_event final_event, bool commit
   if (!s.block_table.empty()) {
     const int full = s.num_computed / config_.block_size;
     if (commit && config_.enable_prefix_caching && full > s.num_committed_blocks) {
-      pending_commits_.push_back(
-          {id, std::vector<std::int32_t>(s.tokens.begin(), s.tokens.begin() + s.num_computed)});
+      pending_commits_.push_back(make_commit(s));
     }
     pending_releases_.push_back(id);
     pending_finals_.push_back(std::move(final_event));
@@ -227,6 +226,7 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
       block_request b;
       b.id = id;
       b.num_tokens = static_cast<int>(s.tokens.size());
+      b.num_known_blocks = static_cast<int>(s.block_table.size());
       req.grows.push_back(std::move(b));
       s.in_step = true;
       budget -= std::min(static_cast<int>(s.tokens.size()) - s.num_computed, std::max(budget, 0));
@@ -258,6 +258,14 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
     }
   }
   return req;
+}
+
+block_commit scheduler_policy::make_commit(const sequence& s) const {
+  block_commit c;
+  c.id = s.sub.id;
+  c.start = s.num_committed_blocks * config_.block_size;
+  c.tokens.assign(s.tokens.begin() + c.start, s.tokens.begin() + s.num_computed);
+  return c;
 }
 
 sequence_step scheduler_policy::make_step(sequence& s, int chunk) const {
@@ -293,7 +301,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     if (it == seqs_.end()) continue;
     sequence& s = it->second;
     if (g.status == grant_status::kGranted) {
-      s.block_table = g.block_table;
+      s.block_table.insert(s.block_table.end(), g.block_table.begin(), g.block_table.end());
     } else if (g.status == grant_status::kPreempted) {
       // Recompute later: the committed blocks stay cached, so the recompute mostly hits.
       erase_running(g.id);
@@ -319,7 +327,6 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     }
   }
 
-  std::vector<seq_id> admitted;
   for (const block_grant& g : reply.admits) {
     auto it = seqs_.find(g.id);
     if (it == seqs_.end()) continue;
@@ -333,7 +340,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       s.num_computed = g.num_cached_tokens;
       s.num_committed_blocks = g.num_cached_tokens / config_.block_size;
       s.block_table = g.block_table;
-      admitted.push_back(g.id);
+      s.admitted_now = true;
       if (!s.accepted_sent) {
         s.accepted_sent = true;
         s.num_cached_prompt_tokens = g.num_cached_tokens;
@@ -386,20 +393,35 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       }
       return;
     }
+    s.admitted_now = false;
     out.plan.seqs.push_back(make_step(s, chunk));
     s.chunk = chunk;
     budget -= chunk;
     step_seqs_.push_back(id);
   };
-  std::vector<seq_id> order = running_;
-  std::stable_partition(order.begin(), order.end(), [&](seq_id id) {
-    return std::find(admitted.begin(), admitted.end(), id) == admitted.end();
-  });
-  for (seq_id id : order) consider(id);
+  // consider() may finish a sequence (erasing it from running_): iterate over a copy.
+  const std::vector<seq_id> order = running_;
+  std::vector<seq_id> admitted_now;
+  for (seq_id id : order) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    if (it->second.admitted_now) {
+      admitted_now.push_back(id);
+    } else {
+      consider(id);
+    }
+  }
+  for (seq_id id : admitted_now) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    it->second.admitted_now = false;
+    consider(id);
+  }
   // A deferred or preempted sequence may still carry a removal request.
   std::vector<seq_id> leftovers;
-  for (auto& [id, s] : seqs_) {
-    if (s.removal && !s.in_step) leftovers.push_back(id);
+  for (seq_id id : step_admits_) {
+    auto it = seqs_.find(id);
+    if (it != seqs_.end() && it->second.removal && !it->second.in_step) leftovers.push_back(id);
   }
   for (seq_id id : leftovers) {
     auto [reason, stop_reason] = *seqs_.at(id).removal;
@@ -413,10 +435,9 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
 
 std::vector<sequence_event> scheduler_policy::apply_result(const step_result& result) {
   std::vector<sequence_event> events;
+  events.reserve(result.seqs.size());
   in_step_ = false;
-  std::vector<seq_id> missing = step_seqs_;
   for (const sequence_result& r : result.seqs) {
-    erase_value(missing, r.id);
     auto it = seqs_.find(r.id);
     if (it == seqs_.end() || !it->second.in_step) continue;
     sequence& s = it->second;
@@ -461,15 +482,14 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
       // Early reuse: every block this step filled enters the prefix tree right away.
       const int full = s.num_computed / config_.block_size;
       if (full > s.num_committed_blocks) {
-        pending_commits_.push_back(
-            {r.id, std::vector<std::int32_t>(s.tokens.begin(), s.tokens.begin() + s.num_computed)});
+        pending_commits_.push_back(make_commit(s));
         s.num_committed_blocks = full;
       }
     }
   }
-  for (seq_id id : missing) {
+  for (seq_id id : step_seqs_) {  // sequences the backend returned no result for
     auto it = seqs_.find(id);
-    if (it == seqs_.end()) continue;
+    if (it == seqs_.end() || !it->second.in_step) continue;
     it->second.in_step = false;
     finish(id, error_event(id, {status_code::kInternal, "the backend returned no result"}), false,
            events);

@@ -122,6 +122,7 @@ class scheduler_policy {
   void finish(seq_id id, sequence_event final_event, bool commit,
               std::vector<sequence_event>& immediate);
   sequence_step make_step(sequence& s, int chunk) const;
+  block_commit make_commit(const sequence& s) const;
   static sequence_event finished_event(seq_id id, std::string reason, std::string stop_reason);
   static sequence_event error_event(seq_id id, status error);
 

@@ -39,15 +39,20 @@ struct block_request {
   std::vector<std::int32_t> tokens;
   /// Growth only: the tokens the sequence's blocks must hold after this step.
   int num_tokens = 0;
+  /// Growth only: blocks the scheduler already knows; the grant lists only those after them.
+  int num_known_blocks = 0;
   std::string cache_namespace;
   int retention_num_tokens = 0;
   int retention_priority = 0;
   std::int64_t retention_duration_ms = -1;
 };
 
-/// The full-block prefix of a sequence whose KV is computed: commit its newly full blocks.
+/// Tokens of a sequence whose KV is computed: commit its newly full blocks. `tokens` holds
+/// positions [start, start + tokens.size()); the cache manager already has those before
+/// `start` (from the admission or earlier commits), so each commit sends only the new part.
 struct block_commit {
   seq_id id = 0;
+  std::int32_t start = 0;
   std::vector<std::int32_t> tokens;
 };
 
@@ -75,6 +80,7 @@ struct block_grant {
   seq_id id = 0;
   grant_status status = grant_status::kDeferred;
   int num_cached_tokens = 0;  ///< admissions and probes: tokens served by the prefix cache
+  /// Admissions: the whole block table. Growth: only the blocks after num_known_blocks.
   std::vector<std::int32_t> block_table;
   std::string message;  ///< kFailed only
 };

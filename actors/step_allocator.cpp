@@ -1,5 +1,6 @@
 #include "actors/step_allocator.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <span>
 #include <utility>
@@ -27,13 +28,15 @@ result<std::unique_ptr<step_allocator>> step_allocator::create(kv_cache_config c
   return std::unique_ptr<step_allocator>(new step_allocator(std::move(cache.value())));
 }
 
-block_grant step_allocator::granted(seq_id id, int num_cached_tokens) const {
+block_grant step_allocator::granted(seq_id id, int num_cached_tokens, int from_block) const {
   block_grant g;
   g.id = id;
   g.status = grant_status::kGranted;
   g.num_cached_tokens = num_cached_tokens;
   auto table = cache_->block_table(id);
-  g.block_table.assign(table.begin(), table.end());
+  const std::size_t from =
+      std::min(table.size(), static_cast<std::size_t>(std::max(from_block, 0)));
+  g.block_table.assign(table.begin() + from, table.end());
   return g;
 }
 
@@ -62,10 +65,16 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
   cache_step_reply reply;
   reply.step_index = request.step_index;
   for (const block_commit& c : request.commits) {
-    if (cache_->contains(c.id)) (void)cache_->commit(c.id, c.tokens);
+    if (!cache_->contains(c.id)) continue;
+    std::vector<std::int32_t>& known = tokens_[c.id];
+    if (static_cast<std::size_t>(c.start) > known.size()) continue;  // a gap: skip, never guess
+    known.resize(c.start);
+    known.insert(known.end(), c.tokens.begin(), c.tokens.end());
+    (void)cache_->commit(c.id, known);
   }
   for (seq_id id : request.releases) {
     if (cache_->contains(id)) (void)cache_->release(id);
+    tokens_.erase(id);
   }
 
   // Growth, most important first; when blocks run out, preempt from the back.
@@ -74,6 +83,7 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
   bool any_preempted = false;
   auto preempt = [&](std::size_t j) {
     (void)cache_->release(request.grows[j].id);
+    tokens_.erase(request.grows[j].id);
     block_grant g;
     g.id = request.grows[j].id;
     g.status = grant_status::kPreempted;
@@ -86,11 +96,12 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
     for (;;) {
       cache_status st = cache_->grow(r.id, r.num_tokens);
       if (st) {
-        grants[i] = granted(r.id, cache_->num_cached_tokens(r.id));
+        grants[i] = granted(r.id, 0, r.num_known_blocks);
         break;
       }
       if (st.code() != cache_errc::kOutOfBlocks) {
         if (cache_->contains(r.id)) (void)cache_->release(r.id);
+        tokens_.erase(r.id);
         block_grant g;
         g.id = r.id;
         g.status = grant_status::kFailed;
@@ -136,6 +147,7 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
       switch (a.status) {
         case admission_status::kAdmitted:
           g = granted(g.id, a.num_cached_tokens);
+          if (cache_->config().enable_prefix_caching) tokens_[g.id] = request.admits[i].tokens;
           break;
         case admission_status::kOutOfBlocks:
         case admission_status::kNotConsidered:

@@ -5,6 +5,8 @@
 /// actor owns it.
 
 #include <memory>
+#include <unordered_map>
+#include <vector>
 
 #include "actors/scheduler_types.hpp"
 #include "cache/kv_cache_manager.hpp"
@@ -29,9 +31,11 @@ class step_allocator {
 
  private:
   explicit step_allocator(std::unique_ptr<kv_cache_manager> cache) : cache_(std::move(cache)) {}
-  block_grant granted(seq_id id, int num_cached_tokens) const;
+  block_grant granted(seq_id id, int num_cached_tokens, int from_block = 0) const;
 
   std::unique_ptr<kv_cache_manager> cache_;
+  /// Per live sequence: its tokens as far as the scheduler sent them (admission, commits).
+  std::unordered_map<seq_id, std::vector<std::int32_t>> tokens_;
 };
 
 }  // namespace kvserve

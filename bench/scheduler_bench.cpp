@@ -77,7 +77,7 @@ double plain_us_per_step(int n, double seconds) {
   sc.max_model_len = 1 << 20;
   sc.max_num_seqs = n;
   sc.max_num_batched_tokens = 8192;
-  const int steps_cap = 20000;
+  const int steps_cap = 2000;  // sequences stay below ~2k tokens (128 blocks)
   sc.num_blocks = blocks_needed(n, steps_cap);
   scheduler_policy policy(sc);
   kv_cache_config kc;
@@ -128,7 +128,7 @@ struct step_counter : observer {
 };
 
 double actors_us_per_step(int n, double seconds) {
-  const int max_tokens = 20000;
+  const int max_tokens = 4000;
   engine_config config;
   config.block_size = kBlockSize;
   config.max_num_seqs = n;

@@ -103,6 +103,24 @@ TEST(scheduler_policy, early_commit_lets_a_concurrent_request_reuse_blocks) {
   }
 }
 
+TEST(scheduler_policy, blocks_filled_during_decode_are_committed) {
+  scheduler_config c = small_config();
+  plain_engine e(c);
+  auto p1 = make_prompt(6, 4);
+  ASSERT_TRUE(e.add(make_submission(1, p1, 20)).is_ok());
+  e.run();
+  ASSERT_EQ(e.outputs[1].tokens.size(), 20u);
+  // The prompt plus 14 generated tokens: 20 tokens, the first 16 of them in full blocks that
+  // were filled by prefill and decode steps and committed in pieces.
+  auto p2 = p1;
+  p2.insert(p2.end(), e.outputs[1].tokens.begin(), e.outputs[1].tokens.begin() + 14);
+  ASSERT_TRUE(e.add(make_submission(2, p2, 3)).is_ok());
+  e.run();
+  EXPECT_EQ(e.outputs[2].cached, 16);
+  EXPECT_EQ(e.outputs[2].tokens, run_alone(c, make_submission(2, p2, 3)));
+  EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
+}
+
 TEST(scheduler_policy, preemption_recomputes_from_cache_with_same_outputs) {
   scheduler_config c = small_config();
   c.num_blocks = 24;  // 96 tokens for 6 requests of up to 40
