@@ -208,6 +208,66 @@ def tokenizer_seeds():
     return seeds
 
 
+def byte_alphabet():
+    """GPT-2's byte-to-character map (bytes that print as themselves, the rest from U+0100)."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def hf_tokenizer_seeds():
+    alphabet = byte_alphabet()
+    vocab = {alphabet[b]: b for b in range(256)}
+    merges = [("h", "e"), ("l", "l"), ("he", "ll"), ("\u0120", "t")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    specials = ["<|begin_of_text|>", "<|eot_id|>"]
+    added = [{"id": len(vocab) + i, "content": t, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False, "special": True} for i, t in enumerate(specials)]
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": True}
+
+    def doc(pre, merge_form, normalizer=None, post=True):
+        m = [f"{a} {b}" for a, b in merges] if merge_form == "strings" else [list(x) for x in merges]
+        d = {"version": "1.0", "added_tokens": added, "normalizer": normalizer,
+             "pre_tokenizer": pre, "post_processor": None,
+             "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                         "use_regex": True},
+             "model": {"type": "BPE", "dropout": None, "unk_token": None, "fuse_unk": False,
+                       "byte_fallback": False, "ignore_merges": False, "vocab": vocab, "merges": m}}
+        if post:
+            d["post_processor"] = {"type": "TemplateProcessing", "single": [
+                {"SpecialToken": {"id": specials[0], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "special_tokens": {specials[0]: {"id": specials[0], "ids": [added[0]["id"]],
+                                                 "tokens": [specials[0]]}}}
+        return json.dumps(d, ensure_ascii=False).encode()
+
+    config = json.dumps({"bos_token": specials[0], "eos_token": specials[1],
+                         "add_bos_token": True,
+                         "chat_template": "{% for m in messages %}{{ m['content'] }}<|eot_id|>"
+                                          "{% endfor %}"}).encode()
+    split = {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT},
+             "behavior": "Isolated", "invert": False}
+    return {
+        "bytelevel.json": doc(byte_level, "strings", post=False),
+        "llama3_split.json": doc({"type": "Sequence", "pretokenizers": [
+            split, dict(byte_level, use_regex=False)]}, "pairs") + b"\0\0" + config,
+        "digits_nfc.json": doc({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True}, byte_level]}, "strings",
+            normalizer={"type": "NFC"}) + b"\0\0" + config,
+    }
+
+
 def write(target, seeds):
     folder = os.path.join(CORPUS, target)
     os.makedirs(folder, exist_ok=True)
@@ -221,6 +281,7 @@ def main():
     write("gguf_fuzzer", gguf_seeds(rng))
     write("safetensors_fuzzer", safetensors_seeds(rng))
     write("tokenizer_fuzzer", tokenizer_seeds())
+    write("hf_tokenizer_fuzzer", hf_tokenizer_seeds())
     print("seeds written to", CORPUS)
 
 
