@@ -6,7 +6,7 @@ namespace kvserve::cuda {
 namespace {
 template <int M>
 cudaError_t launch(const bf16* x, const bf16* w, int n, int k, float* y, cudaStream_t stream) {
-  constexpr int cols_per_block = kGemvWarps * kGemvRowsPerWarp<M>;
+  constexpr int cols_per_block = kGemvRowsPerBlock<M>;
   gemv_kernel<M>
       <<<(n + cols_per_block - 1) / cols_per_block, kGemvWarps * 32, 0, stream>>>(x, w, n, k, y);
   return cudaGetLastError();
