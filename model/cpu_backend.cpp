@@ -51,11 +51,6 @@ status validate_model(const model_config& m) {
 
 }  // namespace
 
-bool is_supported_block_size(int block_size) {
-  return block_size == 2 || block_size == 4 || block_size == 8 || block_size == 16 ||
-         block_size == 32 || block_size == 64;
-}
-
 std::size_t cpu_kv_bytes_per_token(const model_config& config) {
   return 2 * static_cast<std::size_t>(std::max(config.num_layers, 0)) *
          static_cast<std::size_t>(std::max(config.kv_size(), 0)) * sizeof(float);

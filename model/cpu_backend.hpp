@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "cache/kv_cache_config.hpp"  // is_supported_block_size
 #include "model/backend.hpp"
 #include "model/model_config.hpp"
 #include "model/model_weights.hpp"
@@ -25,8 +26,6 @@ struct cpu_backend_config {
   int num_threads = 0;    ///< <= 0: std::thread::hardware_concurrency()
 };
 
-/// True for the block sizes every backend supports: 2, 4, 8, 16, 32, 64.
-bool is_supported_block_size(int block_size);
 
 /// Bytes of fp32 K and V for one token over all layers of `config`.
 std::size_t cpu_kv_bytes_per_token(const model_config& config);
