@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -37,6 +38,12 @@ class engine_core {
     add_message_types(cfg_);
     const unsigned hw = std::max(2u, std::thread::hardware_concurrency());
     cfg_.set("scheduler.max-threads", static_cast<int>(std::min(hw, 4u)));
+    // CAF's work-stealing scheduler (default) is faster from 16 running sequences up;
+    // KVSERVE_CAF_SCHEDULER=sharing (one queue + condition variable) has lower latency with
+    // a single sequence. See docs/BENCHMARKS.md.
+    const char* policy = std::getenv("KVSERVE_CAF_SCHEDULER");
+    const bool sharing = policy != nullptr && std::string(policy) == "sharing";
+    cfg_.set("scheduler.policy", sharing ? caf::atom("sharing") : caf::atom("stealing"));
     sys_ = std::make_unique<caf::actor_system>(cfg_);
   }
 

@@ -31,6 +31,7 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr int kBlockSize = 16;
 constexpr int kPromptLen = 32;
+constexpr int kMeasuredSteps = 1500;
 
 /// Samples a fixed token per sequence without computing anything.
 class instant_backend : public backend {
@@ -128,7 +129,7 @@ struct step_counter : observer {
 };
 
 double actors_us_per_step(int n, double seconds) {
-  const int max_tokens = 4000;
+  const int max_tokens = kMeasuredSteps + 1000;
   engine_config config;
   config.block_size = kBlockSize;
   config.max_num_seqs = n;
@@ -151,10 +152,14 @@ double actors_us_per_step(int n, double seconds) {
     r.sampling.ignore_eos = true;
     (*eng)->submit(r, nullptr);
   }
-  while (obs->full_steps.load() < 8) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (obs->full_steps.load() < 8) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  // Time a fixed number of steps (all with N sequences decoding; requests outlive them).
   const int s0 = obs->steps.load();
   const auto start = clock_type::now();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  const auto deadline = start + std::chrono::duration<double>(seconds);
+  while (obs->steps.load() < s0 + kMeasuredSteps && clock_type::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
   const int s1 = obs->steps.load();
   const double us =
       std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / (s1 - s0);
