@@ -11,14 +11,16 @@ NAME = "block_size"
 
 def workloads(args):
     return {
-        "shared-prefix": ["--workload", "shared-prefix", "--shared-prefix-groups", "4",
-                          "--shared-prefix-prompts-per-group", "6",
-                          "--shared-prefix-system-len", str(args.system_len),
-                          "--shared-prefix-question-len", "20", "--shared-prefix-output-len",
-                          "16", "--request-rate", args.rate],
-        "multi-turn": ["--workload", "multi-turn", "--multi-turn-conversations", "6",
-                       "--multi-turn-turns", "4", "--multi-turn-system-len", "0",
-                       "--multi-turn-question-len", "40", "--multi-turn-output-len", "16",
+        "shared-prefix": ["--workload", "shared-prefix", "--shared-prefix-groups",
+                          str(args.groups), "--shared-prefix-prompts-per-group",
+                          str(args.prompts_per_group), "--shared-prefix-system-len",
+                          str(args.system_len), "--shared-prefix-question-len",
+                          str(args.question_len), "--shared-prefix-output-len",
+                          str(args.output_len), "--request-rate", args.rate],
+        "multi-turn": ["--workload", "multi-turn", "--multi-turn-conversations",
+                       str(args.conversations), "--multi-turn-turns", str(args.turns),
+                       "--multi-turn-system-len", "0", "--multi-turn-question-len",
+                       str(args.question_len), "--multi-turn-output-len", str(args.output_len),
                        "--request-rate", args.rate],
     }
 
@@ -29,6 +31,12 @@ def main():
     p.add_argument("--block-sizes", default="2,4,8,16,32,64")
     p.add_argument("--rate", default="2", help="sessions/s")
     p.add_argument("--system-len", type=int, default=200)
+    p.add_argument("--groups", type=int, default=4)
+    p.add_argument("--prompts-per-group", type=int, default=6)
+    p.add_argument("--conversations", type=int, default=6)
+    p.add_argument("--turns", type=int, default=4)
+    p.add_argument("--question-len", type=int, default=40)
+    p.add_argument("--output-len", type=int, default=16)
     args = p.parse_args()
     if args.backend == "openai-completions":
         p.error("multi-turn needs --backend ws or openai-chat")

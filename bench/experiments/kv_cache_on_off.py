@@ -2,7 +2,8 @@
 """KV cache on vs --no-kv-cache: decode tokens/s of one sequence against its length.
 
 One request at a time (max concurrency 1), random token-id prompts of each input length,
-a fixed number of output tokens with ignore_eos; decode tokens/s = 1000 / median TPOT (ms)."""
+a fixed number of output tokens with ignore_eos; decode tokens/s = 1000 / median TPOT (ms).
+Each length has its own seed, so no prompt is a prefix of an earlier one."""
 
 import argparse
 
@@ -27,7 +28,7 @@ def main():
                         "--workload", "random", "--num-prompts", str(args.num_prompts),
                         "--random-input-len", str(n), "--random-output-len",
                         str(args.output_len), "--max-concurrency", "1", "--request-rate", "inf",
-                        "--seed", "1", "--label", f"{mode} len={n}", "--no-save-requests"])
+                        "--seed", str(n), "--label", f"{mode} len={n}", "--no-save-requests"])
                     runs.append({"mode": mode, "input_len": n, "result": r})
         sc.save(args, NAME, {"experiment": NAME, "runs": runs})
     plot(args, sc.load(args, NAME))

@@ -164,7 +164,9 @@ def save(args, name: str, experiment: dict) -> Path:
                                              sys.argv[1:]))
     path = out_path(args, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(experiment, indent=1) + "\n")
+    # Paths of this machine stay out of committed results: they are made relative to the repo.
+    text = json.dumps(experiment, indent=1).replace(str(REPO) + "/", "")
+    path.write_text(text + "\n")
     print(f"wrote {path}", file=sys.stderr)
     return path
 
