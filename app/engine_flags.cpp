@@ -147,8 +147,9 @@ engine_config make_engine_config(const engine_flags& flags, const model_config& 
 
 }  // namespace
 
-result<std::unique_ptr<engine>> start_engine(const engine_flags& flags,
-                                             std::shared_ptr<observer> engine_observer) {
+result<std::unique_ptr<engine>> start_engine(
+    const engine_flags& flags, std::shared_ptr<observer> engine_observer,
+    std::shared_ptr<const chat_template>* chat_template_out) {
   std::string path = flags.model;
   if (path.empty()) {
     auto found = find_default_model();
@@ -216,6 +217,7 @@ result<std::unique_ptr<engine>> start_engine(const engine_flags& flags,
                static_cast<long long>(chosen->num_kv_blocks()) * chosen->block_size(),
                chosen->kv_bytes_per_token());
 
+  if (chat_template_out != nullptr) *chat_template_out = model.chat_template;
   engine_parts parts;
   parts.model_backend = std::move(chosen);
   parts.model_tokenizer = model.tokenizer;

@@ -45,8 +45,10 @@ void add_engine_flags(CLI::App& command, engine_flags& flags);
 result<std::uint64_t> parse_byte_size(const std::string& text);
 
 /// Loads the model, builds the backend the flags ask for and starts the engine. Logs what it
-/// chose (backend, KV blocks and tokens that fit) to stderr.
-result<std::unique_ptr<engine>> start_engine(const engine_flags& flags,
-                                             std::shared_ptr<observer> engine_observer);
+/// chose (backend, KV blocks and tokens that fit) to stderr. `chat_template_out`, when given,
+/// receives the model's chat template (the server renders chat prompts for /tokenize with it).
+result<std::unique_ptr<engine>> start_engine(
+    const engine_flags& flags, std::shared_ptr<observer> engine_observer,
+    std::shared_ptr<const chat_template>* chat_template_out = nullptr);
 
 }  // namespace kvserve

@@ -33,7 +33,8 @@ int run_serve(serve_options options) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   auto metrics = std::make_shared<prometheus_observer>();
-  auto started = start_engine(options.engine, metrics);
+  std::shared_ptr<const chat_template> chat;
+  auto started = start_engine(options.engine, metrics, &chat);
   if (!started) return fail_with(started.error());
   engine& eng = *started.value();
 
@@ -43,7 +44,7 @@ int run_serve(serve_options options) {
     metrics->on_stats(eng.stats());  // fresh gauges even while the engine is idle
     return metrics->render();
   };
-  config.codec = net::make_text_codec(eng.get_tokenizer());
+  config.codec = net::make_text_codec(eng.get_tokenizer(), chat.get());
   server srv(config, eng);
   if (status st = srv.start(); !st) {
     eng.shutdown(std::chrono::milliseconds{0});
