@@ -35,7 +35,7 @@ struct engine_config {
   int max_num_batched_tokens = 2048;
   int max_waiting_requests = 1024;  ///< beyond this, submit() rejects with kOverloaded
   bool enable_prefix_caching = true;
-  bool prefix_commit_early = true;         ///< --prefix-commit early|finish
+  bool prefix_commit_early = true;                ///< --prefix-commit early|finish
   std::string eviction_policy = "dependent-lru";  ///< dependent-lru|dependent-lfu|lru-any
   std::string scheduling_policy = "fcfs";         ///< fcfs|lpm
   std::chrono::milliseconds lpm_age_bound{2000};  ///< lpm never lets a request wait longer
@@ -58,9 +58,9 @@ struct generate_request {
   sampling_params sampling;           ///< seed defaults to engine_config::seed when unset
   bool seed_set = false;
   int max_tokens = 256;
-  std::vector<std::string> stop;               ///< stop strings, not included in the output
-  std::vector<std::int32_t> stop_token_ids;    ///< besides the model's EOS tokens
-  std::string cache_salt;                      ///< namespace: KV is shared only within a salt
+  std::vector<std::string> stop;             ///< stop strings, not included in the output
+  std::vector<std::int32_t> stop_token_ids;  ///< besides the model's EOS tokens
+  std::string cache_salt;                    ///< namespace: KV is shared only within a salt
   std::optional<retention_spec> retention;
   int priority = 0;  ///< lower is served first (vLLM); ties by arrival
   std::optional<std::chrono::milliseconds> timeout;  ///< deadline from submission
@@ -98,8 +98,7 @@ struct error_event {
   status error;
 };
 
-using generation_event =
-    std::variant<accepted_event, token_event, finished_event, error_event>;
+using generation_event = std::variant<accepted_event, token_event, finished_event, error_event>;
 using event_callback = std::function<void(request_id, const generation_event&)>;
 
 /// Pull-side handle: events of one request, in order. Thread-safe.

@@ -17,10 +17,10 @@ const char* to_string(step_kind kind);
 /// One executed step.
 struct step_report {
   step_kind kind = step_kind::kDecode;
-  double duration_seconds = 0;  ///< worker execution time of the step
-  int batch_size = 0;           ///< sequences in the step
-  int num_prompt_tokens = 0;    ///< prompt (prefill) tokens computed
-  int num_generated_tokens = 0; ///< tokens sampled
+  double duration_seconds = 0;   ///< worker execution time of the step
+  int batch_size = 0;            ///< sequences in the step
+  int num_prompt_tokens = 0;     ///< prompt (prefill) tokens computed
+  int num_generated_tokens = 0;  ///< tokens sampled
 };
 
 /// One request that ended (any reason).
@@ -29,7 +29,7 @@ struct request_report {
   int prompt_tokens = 0;
   int cached_prompt_tokens = 0;
   int completion_tokens = 0;
-  double queue_time_seconds = 0;          ///< submitted -> first scheduled
+  double queue_time_seconds = 0;            ///< submitted -> first scheduled
   double time_to_first_token_seconds = -1;  ///< <0 when no token was produced
   double e2e_latency_seconds = 0;
   std::vector<double> inter_token_latencies_seconds;

@@ -26,7 +26,6 @@ struct cpu_backend_config {
   int num_threads = 0;    ///< <= 0: std::thread::hardware_concurrency()
 };
 
-
 /// Bytes of fp32 K and V for one token over all layers of `config`.
 std::size_t cpu_kv_bytes_per_token(const model_config& config);
 

@@ -46,7 +46,7 @@ class [[nodiscard]] status {
 template <class T>
 class [[nodiscard]] result {
  public:
-  result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  result(T value) : state_(std::move(value)) {}       // NOLINT: implicit by design
   result(status error) : state_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool is_ok() const { return std::holds_alternative<T>(state_); }

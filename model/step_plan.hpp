@@ -67,9 +67,9 @@ struct position_logprobs {
 
 struct sequence_result {
   seq_id id = 0;
-  std::optional<std::int32_t> sampled_token;  ///< set when the step asked to sample
+  std::optional<std::int32_t> sampled_token;          ///< set when the step asked to sample
   std::optional<position_logprobs> sampled_logprobs;  ///< when sampling.logprobs >= 0
-  std::vector<position_logprobs> prompt_logprobs;  ///< one per computed position with a target
+  std::vector<position_logprobs> prompt_logprobs;     ///< one per computed position with a target
   std::vector<float> logits;  ///< [rows, vocab]: rows = 1 (kLast) or tokens.size() (kAll)
 };
 
