@@ -162,10 +162,8 @@ result<std::unique_ptr<engine>> start_engine(
     return status(status_code::kUnsupported,
                   "--device cuda: no usable CUDA device (or kvserve was built without CUDA)");
   }
-  if (flags.kv_cache_dtype != "auto" && flags.kv_cache_dtype != "bf16") {
-    return status(status_code::kUnsupported,
-                  "--kv-cache-dtype " + flags.kv_cache_dtype + " is not supported yet");
-  }
+  auto kv_dtype = parse_kv_cache_dtype(flags.kv_cache_dtype);
+  if (!kv_dtype) return kv_dtype.error();
   auto loaded = load_model(path, format.value(), flags.seed);
   if (!loaded) return loaded.error();
   loaded_model& model = loaded.value();
@@ -188,6 +186,7 @@ result<std::unique_ptr<engine>> start_engine(
     cuda_config.max_model_len = config.max_model_len;
     cuda_config.max_num_batched_tokens = flags.max_num_batched_tokens;
     cuda_config.enforce_eager = flags.enforce_eager;
+    cuda_config.kv_dtype = kv_dtype.value();
     auto made = make_cuda_backend(cuda_config, model.config, model.weights);
     if (!made) return made.error();
     chosen = std::move(made.value());
@@ -198,6 +197,7 @@ result<std::unique_ptr<engine>> start_engine(
     cpu_backend_config cpu_config;
     cpu_config.block_size = flags.block_size;
     cpu_config.num_threads = flags.num_threads;
+    cpu_config.kv_dtype = kv_dtype.value();
     cpu_config.num_kv_blocks =
         cpu_kv_blocks_for_memory(model.config, flags.block_size, kv_bytes.value());
     if (cpu_config.num_kv_blocks <= 0) {

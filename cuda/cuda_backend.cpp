@@ -58,6 +58,9 @@ class cuda_backend final : public backend {
     const auto& m = model_;
     if (!is_power_of_two_block(config_.block_size))
       return {status_code::kInvalidArgument, "block size must be 2, 4, 8, 16, 32 or 64"};
+    if (resolve(config_.kv_dtype, kv_cache_dtype::kBf16) != kv_cache_dtype::kBf16)
+      return {status_code::kUnsupported, std::string("the CUDA backend does not store a ") +
+                                             to_string(config_.kv_dtype) + " KV cache yet"};
     if (m.head_dim != 64 && m.head_dim != 128)
       return {status_code::kUnsupported,
               "the CUDA backend supports head dims 64 and 128, not " + std::to_string(m.head_dim)};

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "model/backend.hpp"
+#include "model/kv_cache_dtype.hpp"
 #include "model/model_config.hpp"
 #include "model/model_weights.hpp"
 #include "model/status.hpp"
@@ -21,6 +22,8 @@ struct cuda_backend_config {
   int max_num_batched_tokens = 2048;     ///< tokens per step (prefill chunk budget)
   bool enforce_eager = false;            ///< --enforce-eager: no CUDA graphs
   int device = 0;                        ///< CUDA device ordinal
+  /// --kv-cache-dtype; kAuto is bf16.
+  kv_cache_dtype kv_dtype = kv_cache_dtype::kAuto;
   /// > 0: exactly this many KV blocks instead of sizing from gpu_memory_utilization (tests).
   int num_kv_blocks = 0;
   /// Measure GEMV against cuBLASLt per decode shape at start (a few ms).

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/kv_cache_dtype.hpp"
 #include "model/model_config.hpp"
 #include "model/status.hpp"
 #include "model/step_plan.hpp"
@@ -31,6 +32,8 @@ class backend {
   virtual int num_kv_blocks() const = 0;
   /// Bytes of K and V for one token over all layers.
   virtual std::size_t kv_bytes_per_token() const = 0;
+  /// The KV storage type in use (never kAuto for a real backend; test fakes may leave it).
+  virtual kv_cache_dtype kv_dtype() const { return kv_cache_dtype::kAuto; }
 
   /// Runs one step. Errors (bad block ids, positions past the model's context, device
   /// failures) come back as a status; the KV of the sequences in a failed step is undefined.

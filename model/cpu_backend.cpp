@@ -79,6 +79,10 @@ result<std::unique_ptr<cpu_backend>> cpu_backend::create(const cpu_backend_confi
     return invalid("unsupported block size " + std::to_string(config.block_size) +
                    " (supported: 2, 4, 8, 16, 32, 64)");
   }
+  if (resolve(config.kv_dtype, kv_cache_dtype::kFp32) != kv_cache_dtype::kFp32) {
+    return status(status_code::kUnsupported, std::string("the CPU backend does not store a ") +
+                                                 to_string(config.kv_dtype) + " KV cache yet");
+  }
   if (config.num_kv_blocks <= 0) {
     return invalid("the KV pool needs at least one block (num_kv_blocks = " +
                    std::to_string(config.num_kv_blocks) + ")");

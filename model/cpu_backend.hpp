@@ -10,6 +10,7 @@
 
 #include "cache/kv_cache_config.hpp"  // is_supported_block_size
 #include "model/backend.hpp"
+#include "model/kv_cache_dtype.hpp"
 #include "model/model_config.hpp"
 #include "model/model_weights.hpp"
 #include "model/rope.hpp"
@@ -24,6 +25,8 @@ struct cpu_backend_config {
   int block_size = 16;    ///< tokens per KV block: 2, 4, 8, 16, 32 or 64
   int num_kv_blocks = 0;  ///< blocks in the pool (> 0); see cpu_kv_blocks_for_memory
   int num_threads = 0;    ///< <= 0: std::thread::hardware_concurrency()
+  /// --kv-cache-dtype; kAuto is fp32, the reference's own.
+  kv_cache_dtype kv_dtype = kv_cache_dtype::kAuto;
 };
 
 /// Bytes of fp32 K and V for one token over all layers of `config`.
