@@ -198,8 +198,8 @@ result<std::unique_ptr<engine>> start_engine(
     cpu_config.block_size = flags.block_size;
     cpu_config.num_threads = flags.num_threads;
     cpu_config.kv_dtype = kv_dtype.value();
-    cpu_config.num_kv_blocks =
-        cpu_kv_blocks_for_memory(model.config, flags.block_size, kv_bytes.value());
+    cpu_config.num_kv_blocks = cpu_kv_blocks_for_memory(model.config, flags.block_size,
+                                                        kv_bytes.value(), cpu_config.kv_dtype);
     if (cpu_config.num_kv_blocks <= 0) {
       return status(status_code::kInvalidArgument,
                     "--kv-cache-memory " + flags.kv_cache_memory + " holds no KV block");

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "model/cpu_kernels.hpp"
+#include "model/kv_quantize.hpp"
 
 namespace kvserve {
 namespace {
@@ -51,14 +52,14 @@ status validate_model(const model_config& m) {
 
 }  // namespace
 
-std::size_t cpu_kv_bytes_per_token(const model_config& config) {
-  return 2 * static_cast<std::size_t>(std::max(config.num_layers, 0)) *
-         static_cast<std::size_t>(std::max(config.kv_size(), 0)) * sizeof(float);
+std::size_t cpu_kv_bytes_per_token(const model_config& config, kv_cache_dtype dtype) {
+  if (config.num_layers <= 0 || config.num_kv_heads <= 0 || config.head_dim <= 0) return 0;
+  return kv_bytes_per_token(config, resolve(dtype, kv_cache_dtype::kFp32));
 }
 
 int cpu_kv_blocks_for_memory(const model_config& config, int block_size,
-                             std::size_t kv_cache_memory) {
-  const std::size_t per_block = cpu_kv_bytes_per_token(config) * std::max(block_size, 0);
+                             std::size_t kv_cache_memory, kv_cache_dtype dtype) {
+  const std::size_t per_block = cpu_kv_bytes_per_token(config, dtype) * std::max(block_size, 0);
   if (per_block == 0) return 0;
   return static_cast<int>(std::min<std::size_t>(kv_cache_memory / per_block, 1 << 30));
 }
@@ -67,8 +68,8 @@ cpu_backend::cpu_backend(const cpu_backend_config& config, model_config model)
     : model_(std::move(model)),
       block_size_(config.block_size),
       num_kv_blocks_(config.num_kv_blocks),
-      block_floats_(static_cast<std::size_t>(model_.num_kv_heads) * config.block_size *
-                    model_.head_dim),
+      kv_dtype_(resolve(config.kv_dtype, kv_cache_dtype::kFp32)),
+      row_bytes_(static_cast<std::size_t>(model_.head_dim) * kv_element_bytes(kv_dtype_)),
       pool_(config.num_threads),
       rope_(model_) {}
 
@@ -78,10 +79,6 @@ result<std::unique_ptr<cpu_backend>> cpu_backend::create(const cpu_backend_confi
   if (!is_supported_block_size(config.block_size)) {
     return invalid("unsupported block size " + std::to_string(config.block_size) +
                    " (supported: 2, 4, 8, 16, 32, 64)");
-  }
-  if (resolve(config.kv_dtype, kv_cache_dtype::kFp32) != kv_cache_dtype::kFp32) {
-    return status(status_code::kUnsupported, std::string("the CPU backend does not store a ") +
-                                                 to_string(config.kv_dtype) + " KV cache yet");
   }
   if (config.num_kv_blocks <= 0) {
     return invalid("the KV pool needs at least one block (num_kv_blocks = " +
@@ -133,18 +130,30 @@ result<std::unique_ptr<cpu_backend>> cpu_backend::create(const cpu_backend_confi
     if (!s) return s;
   }
 
-  const std::size_t pool_floats =
-      static_cast<std::size_t>(m.num_layers) * b->num_kv_blocks_ * b->block_floats_;
   // Uninitialised on purpose: a large new[] is backed by zero pages committed on first write,
   // and attention only reads slots that a step has written.
-  b->k_cache_.reset(new (std::nothrow) float[pool_floats]);
-  b->v_cache_.reset(new (std::nothrow) float[pool_floats]);
-  if (!b->k_cache_ || !b->v_cache_) {
-    return status{status_code::kOutOfMemory,
-                  "cannot allocate the KV pool (" +
-                      std::to_string(2 * pool_floats * sizeof(float) / (1 << 20)) + " MiB)"};
+  const std::size_t pool_rows =
+      static_cast<std::size_t>(m.num_layers) * b->num_kv_blocks_ * m.num_kv_heads * b->block_size_;
+  const std::size_t pool_floats = (pool_rows * b->row_bytes_ + sizeof(float) - 1) / sizeof(float);
+  const bool has_scales = kv_dtype_has_scales(b->kv_dtype_);
+  bool allocated = true;
+  for (kv_pool* pool : {&b->k_cache_, &b->v_cache_}) {
+    pool->data.reset(new (std::nothrow) float[pool_floats]);
+    if (has_scales) pool->scales.reset(new (std::nothrow) float[pool_rows]);
+    allocated = allocated && pool->data && (!has_scales || pool->scales);
+  }
+  if (!allocated) {
+    return status{
+        status_code::kOutOfMemory,
+        "cannot allocate the KV pool (" +
+            std::to_string(2 * pool_rows * (b->row_bytes_ + (has_scales ? 4 : 0)) / (1 << 20)) +
+            " MiB)"};
   }
   b->scores_.assign(b->pool_.size(), std::vector<float>(m.max_position_embeddings));
+  if (b->kv_dtype_ != kv_cache_dtype::kFp32) {
+    b->kv_scratch_.assign(
+        b->pool_.size(), std::vector<float>(static_cast<std::size_t>(b->block_size_) * m.head_dim));
+  }
   b->samplers_.resize(b->pool_.size());
   return b;
 }
@@ -201,6 +210,32 @@ status cpu_backend::validate(const step_plan& plan) const {
   return status::ok();
 }
 
+void cpu_backend::store_row(kv_pool& pool, std::size_t head, int slot, const float* x) {
+  const int hd = model_.head_dim;
+  const std::size_t row = head * block_size_ + slot;
+  if (kv_dtype_ == kv_cache_dtype::kFp32) {
+    std::copy_n(x, hd, pool.data.get() + row * hd);
+    return;
+  }
+  auto* bytes = reinterpret_cast<std::uint8_t*>(pool.data.get()) + row * row_bytes_;
+  const float scale = quantize_head(kv_dtype_, x, hd, bytes);
+  if (pool.scales) pool.scales[row] = scale;
+}
+
+const float* cpu_backend::load_rows(const kv_pool& pool, std::size_t head, int rows,
+                                    float* scratch) const {
+  const int hd = model_.head_dim;
+  const std::size_t first = head * block_size_;
+  if (kv_dtype_ == kv_cache_dtype::kFp32) return pool.data.get() + first * hd;
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(pool.data.get()) + first * row_bytes_;
+  for (int r = 0; r < rows; ++r) {
+    const float scale = pool.scales ? pool.scales[first + r] : 1.0f;
+    dequantize_head(kv_dtype_, bytes + r * row_bytes_, scale, hd,
+                    scratch + static_cast<std::size_t>(r) * hd);
+  }
+  return scratch;
+}
+
 void cpu_backend::attention(const step_plan& plan, int layer_index) {
   const int hd = model_.head_dim;
   const int heads = model_.num_heads;
@@ -218,18 +253,23 @@ void cpu_backend::attention(const step_plan& plan, int layer_index) {
         const token_ref ref = tokens_[t];
         const std::vector<std::int32_t>& table = plan.seqs[ref.seq].block_table;
         const float* q = qkv_.data() + static_cast<std::size_t>(t) * qkv_width + h * hd;
-        const std::size_t head_offset = static_cast<std::size_t>(h / group) * block_size_ * hd;
+        const int kv_head = h / group;
         float* scores = scores_[thread].data();
+        float* scratch = kv_scratch_.empty() ? nullptr : kv_scratch_[thread].data();
         const int n = ref.position + 1;
-        // Scores over positions 0..pos in position order; the block table only says where each
-        // row lives, so the arithmetic is the same for every block size and layout.
+        // Scores over positions 0..pos in position order, a block's rows at a time; the block
+        // table only says where each row lives, and dequantizing a row depends on nothing but
+        // its codes and scale, so the arithmetic is the same for every block size and layout.
         float max_score = -INFINITY;
-        for (int j = 0; j < n; ++j) {
-          const float* k = k_block(layer_index, table[j / block_size_]) + head_offset +
-                           static_cast<std::size_t>(j % block_size_) * hd;
-          const float s = dot(q, k, hd) * scale;
-          scores[j] = s;
-          max_score = std::max(max_score, s);
+        for (int j0 = 0; j0 < n; j0 += block_size_) {
+          const int rows = std::min(block_size_, n - j0);
+          const float* k = load_rows(
+              k_cache_, head_index(layer_index, table[j0 / block_size_], kv_head), rows, scratch);
+          for (int r = 0; r < rows; ++r) {
+            const float s = dot(q, k + static_cast<std::size_t>(r) * hd, hd) * scale;
+            scores[j0 + r] = s;
+            max_score = std::max(max_score, s);
+          }
         }
         double sum = 0.0;
         for (int j = 0; j < n; ++j) {
@@ -240,10 +280,13 @@ void cpu_backend::attention(const step_plan& plan, int layer_index) {
         const float inv_sum = static_cast<float>(1.0 / sum);
         float* out = attn_out_.data() + static_cast<std::size_t>(t) * model_.q_size() + h * hd;
         std::fill(out, out + hd, 0.0f);
-        for (int j = 0; j < n; ++j) {
-          const float* v = v_block(layer_index, table[j / block_size_]) + head_offset +
-                           static_cast<std::size_t>(j % block_size_) * hd;
-          axpy(scores[j] * inv_sum, v, hd, out);
+        for (int j0 = 0; j0 < n; j0 += block_size_) {
+          const int rows = std::min(block_size_, n - j0);
+          const float* v = load_rows(
+              v_cache_, head_index(layer_index, table[j0 / block_size_], kv_head), rows, scratch);
+          for (int r = 0; r < rows; ++r) {
+            axpy(scores[j0 + r] * inv_sum, v + static_cast<std::size_t>(r) * hd, hd, out);
+          }
         }
       },
       work >= (1 << 15));
@@ -307,12 +350,11 @@ void cpu_backend::forward(const step_plan& plan) {
           const float* v = row + q_size + kv_size;
           const token_ref ref = tokens_[t];
           const int block = plan.seqs[ref.seq].block_table[ref.position / block_size_];
-          const std::size_t slot = static_cast<std::size_t>(ref.position % block_size_) * hd;
+          const int slot = ref.position % block_size_;
           for (int h = 0; h < model_.num_kv_heads; ++h) {
             rope_.apply(k + h * hd, c, s);
-            const std::size_t offset = static_cast<std::size_t>(h) * block_size_ * hd + slot;
-            std::copy_n(k + h * hd, hd, k_block(li, block) + offset);
-            std::copy_n(v + h * hd, hd, v_block(li, block) + offset);
+            store_row(k_cache_, head_index(li, block, h), slot, k + h * hd);
+            store_row(v_cache_, head_index(li, block, h), slot, v + h * hd);
           }
         },
         per_token_parallel);

@@ -2,7 +2,9 @@
 /// The CPU reference backend: fp32 Llama-family forward pass over a paged KV pool, on a small
 /// thread pool. It is the oracle for the GPU backend and is batch-invariant: a sequence's
 /// logits are bit-identical whatever else shares its batch, however its prompt was chunked,
-/// whatever the block size and wherever its blocks lie in the pool.
+/// whatever the block size and wherever its blocks lie in the pool. The pool stores K and V as
+/// fp32 (the default), bf16, FP8 E4M3 or INT8 (model/kv_quantize.hpp); attention dequantizes
+/// them on read, so every dtype keeps these guarantees.
 
 #include <cstddef>
 #include <memory>
@@ -29,13 +31,16 @@ struct cpu_backend_config {
   kv_cache_dtype kv_dtype = kv_cache_dtype::kAuto;
 };
 
-/// Bytes of fp32 K and V for one token over all layers of `config`.
-std::size_t cpu_kv_bytes_per_token(const model_config& config);
+/// Bytes of K and V for one token over all layers of `config` stored as `dtype` (kAuto is
+/// fp32), the 8-bit types' scales included: what the CPU backend allocates per token.
+std::size_t cpu_kv_bytes_per_token(const model_config& config,
+                                   kv_cache_dtype dtype = kv_cache_dtype::kFp32);
 
-/// The number of blocks of `block_size` tokens whose fp32 KV fits in `kv_cache_memory` bytes
-/// (`--kv-cache-memory`); 0 if not even one fits or the config is empty.
+/// The number of blocks of `block_size` tokens whose KV in `dtype` fits in `kv_cache_memory`
+/// bytes (`--kv-cache-memory`); 0 if not even one fits or the config is empty.
 int cpu_kv_blocks_for_memory(const model_config& config, int block_size,
-                             std::size_t kv_cache_memory);
+                             std::size_t kv_cache_memory,
+                             kv_cache_dtype dtype = kv_cache_dtype::kFp32);
 
 class cpu_backend final : public backend {
  public:
@@ -50,7 +55,11 @@ class cpu_backend final : public backend {
   const model_config& config() const override { return model_; }
   int block_size() const override { return block_size_; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
-  std::size_t kv_bytes_per_token() const override { return cpu_kv_bytes_per_token(model_); }
+  std::size_t kv_bytes_per_token() const override {
+    return cpu_kv_bytes_per_token(model_, kv_dtype_);
+  }
+  /// The resolved storage type: kFp32 for kAuto.
+  kv_cache_dtype kv_dtype() const override { return kv_dtype_; }
   int num_threads() const { return pool_.size(); }
 
   /// Computes every sequence's tokens (KV written to its slots, attention over positions
@@ -82,19 +91,29 @@ class cpu_backend final : public backend {
   status validate(const step_plan& plan) const;
   void forward(const step_plan& plan);
   void attention(const step_plan& plan, int layer_index);
-  float* k_block(int layer, int block) {
-    return k_cache_.get() +
-           (static_cast<std::size_t>(layer) * num_kv_blocks_ + block) * block_floats_;
+  // K or V of every layer and block: codes [layer][block][kv_head][block_size][head_dim] in
+  // the pool's dtype (fp32 values, bf16 bit patterns, or 8-bit codes) and, for the 8-bit
+  // types, one fp32 scale per token and KV head: [layer][block][kv_head][block_size].
+  struct kv_pool {
+    std::unique_ptr<float[]> data;  // raw storage; floats only for kFp32
+    std::unique_ptr<float[]> scales;
+  };
+  // Index of (layer, block, kv_head) in the pool: its rows start at index x block_size_.
+  std::size_t head_index(int layer, int block, int kv_head) const {
+    return (static_cast<std::size_t>(layer) * num_kv_blocks_ + block) * model_.num_kv_heads +
+           kv_head;
   }
-  float* v_block(int layer, int block) {
-    return v_cache_.get() +
-           (static_cast<std::size_t>(layer) * num_kv_blocks_ + block) * block_floats_;
-  }
+  // Stores one token's head vector `x` into `slot` of (layer, block, kv_head).
+  void store_row(kv_pool& pool, std::size_t head, int slot, const float* x);
+  // The first `rows` rows of a (layer, block, kv_head) as fp32: a pointer into the pool for
+  // kFp32, else the rows dequantized into `scratch` ([block_size, head_dim]).
+  const float* load_rows(const kv_pool& pool, std::size_t head, int rows, float* scratch) const;
 
   model_config model_;
   int block_size_ = 0;
   int num_kv_blocks_ = 0;
-  std::size_t block_floats_ = 0;  // floats of K (or V) per block and layer
+  kv_cache_dtype kv_dtype_ = kv_cache_dtype::kFp32;  // resolved
+  std::size_t row_bytes_ = 0;                        // one token's head: head_dim elements
   thread_pool pool_;
   rotary_embedding rope_;
 
@@ -103,17 +122,17 @@ class cpu_backend final : public backend {
   std::vector<float> final_norm_;
   std::vector<layer> layers_;
 
-  // KV pool: [layer][block][kv_head][block_size][head_dim], fp32.
-  std::unique_ptr<float[]> k_cache_;
-  std::unique_ptr<float[]> v_cache_;
+  kv_pool k_cache_;
+  kv_pool v_cache_;
 
   // Per-step scratch, grown as needed.
   std::vector<token_ref> tokens_;
   std::vector<int> seq_first_token_;        // flat index of each sequence's first token
   std::vector<float> rope_cos_, rope_sin_;  // [tokens, head_dim / 2]
   std::vector<float> x_, xn_, qkv_, attn_out_, gate_up_, act_;
-  std::vector<std::vector<float>> scores_;  // per thread, [max context]
-  std::vector<sampler> samplers_;           // per thread
+  std::vector<std::vector<float>> scores_;      // per thread, [max context]
+  std::vector<std::vector<float>> kv_scratch_;  // per thread, [block_size, head_dim]; not fp32
+  std::vector<sampler> samplers_;               // per thread
 
   backend_stats stats_;
 };
