@@ -51,6 +51,7 @@ class engine_core {
     auto sc = make_scheduler_config(config_, *model_backend);
     if (!sc) return sc.error();
     max_model_len_ = sc->max_model_len;
+    if (obs_) obs_->on_kv_capacity(describe_kv_capacity(*model_backend, max_model_len_));
     auto actors = spawn_engine_actors(*sys_, config_, std::move(model_backend), obs_, board_);
     if (!actors) return actors.error();
     actors_ = std::move(actors.value());

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "model/kv_capacity.hpp"
+
 namespace kvserve {
 
 /// Kind of a scheduler step, for `kvserve_step_duration_seconds{kind}`.
@@ -60,6 +62,10 @@ class observer {
   virtual void on_step(const step_report& report) {}
   virtual void on_request_finished(const request_report& report) {}
   virtual void on_stats(const engine_stats& stats) {}
+  /// The KV memory budget of the engine's pool (bytes per token and its factors, blocks,
+  /// tokens, sequences per context length): called once when the engine starts, before any
+  /// request is served.
+  virtual void on_kv_capacity(const kv_capacity& capacity) {}
 };
 
 }  // namespace kvserve

@@ -1,7 +1,10 @@
 #include "monitoring/prometheus_observer.hpp"
 
+#include <map>
 #include <mutex>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -154,8 +157,47 @@ struct prometheus_observer::impl {
     evictions_f.Add({{"reason", "capacity"}});
   }
 
+  // The KV memory budget (on_kv_capacity): constant for the engine's life.
+  Family<Gauge>& bytes_per_token_f =
+      prometheus::BuildGauge()
+          .Name("kvserve_kv_cache_bytes_per_token")
+          .Help("KV bytes one token costs over all layers (K and V, scales included), by dtype.")
+          .Register(*registry);
+  Family<Gauge>& bytes_per_token_no_gqa_f =
+      prometheus::BuildGauge()
+          .Name("kvserve_kv_cache_bytes_per_token_without_gqa")
+          .Help("What one token would cost with as many KV heads as query heads (no GQA).")
+          .Register(*registry);
+  Family<Gauge>& info_f =
+      prometheus::BuildGauge()
+          .Name("kvserve_kv_cache_info")
+          .Help("Always 1; labels: the factors of the bytes per token and the block size.")
+          .Register(*registry);
+  Family<Gauge>& blocks_total_f = prometheus::BuildGauge()
+                                      .Name("kvserve_kv_cache_blocks_total")
+                                      .Help("KV blocks in the pool.")
+                                      .Register(*registry);
+  Family<Gauge>& tokens_capacity_f = prometheus::BuildGauge()
+                                         .Name("kvserve_kv_cache_tokens_capacity")
+                                         .Help("Tokens the KV pool holds (blocks x block size).")
+                                         .Register(*registry);
+  Family<Gauge>& memory_f = prometheus::BuildGauge()
+                                .Name("kvserve_kv_cache_memory_bytes")
+                                .Help("Bytes of the KV pool (tokens x bytes per token).")
+                                .Register(*registry);
+  Family<Gauge>& max_sequences_f =
+      prometheus::BuildGauge()
+          .Name("kvserve_kv_cache_max_sequences")
+          .Help("Sequences of `context` tokens the KV pool holds at once (no prefix sharing).")
+          .Register(*registry);
+  Family<Gauge>& max_model_len_f = prometheus::BuildGauge()
+                                       .Name("kvserve_max_model_len")
+                                       .Help("Longest prompt + output the engine accepts.")
+                                       .Register(*registry);
+
   std::mutex mu;  // guards the snapshot below (prometheus-cpp metrics are thread-safe)
   engine_stats last;
+  std::vector<std::pair<Family<Gauge>*, Gauge*>> capacity_series;  // guarded by mu
 };
 
 prometheus_observer::prometheus_observer() : impl_(std::make_unique<impl>()) {}
@@ -196,6 +238,43 @@ void prometheus_observer::on_stats(const engine_stats& s) {
   for (const auto& [reason, total] : s.evictions_by_reason) {
     add_delta(m.evictions_f.Add({{"reason", reason}}), total, m.last.evictions_by_reason[reason]);
   }
+}
+
+void prometheus_observer::on_kv_capacity(const kv_capacity& c) {
+  impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  for (auto& [family, gauge] : m.capacity_series) family->Remove(gauge);
+  m.capacity_series.clear();
+  auto set = [&](Family<Gauge>& family, const std::map<std::string, std::string>& labels,
+                 double value) {
+    Gauge& g = family.Add(labels);
+    g.Set(value);
+    m.capacity_series.emplace_back(&family, &g);
+  };
+  const std::string dtype = to_string(c.dtype);
+  set(m.bytes_per_token_f, {{"dtype", dtype}}, static_cast<double>(c.bytes_per_token));
+  if (c.bytes_per_token_without_gqa > 0) {
+    set(m.bytes_per_token_no_gqa_f, {{"dtype", dtype}},
+        static_cast<double>(c.bytes_per_token_without_gqa));
+  }
+  set(m.info_f,
+      {{"dtype", dtype},
+       {"layers", std::to_string(c.num_layers)},
+       {"heads", std::to_string(c.num_heads)},
+       {"kv_heads", std::to_string(c.num_kv_heads)},
+       {"head_dim", std::to_string(c.head_dim)},
+       {"element_bytes", std::to_string(c.element_bytes)},
+       {"scale_bytes", std::to_string(c.scale_bytes)},
+       {"block_size", std::to_string(c.block_size)}},
+      1.0);
+  set(m.blocks_total_f, {}, static_cast<double>(c.num_blocks));
+  set(m.tokens_capacity_f, {}, static_cast<double>(c.num_tokens));
+  set(m.memory_f, {}, static_cast<double>(c.pool_bytes));
+  for (const kv_sequences_at_context& s : c.sequences) {
+    set(m.max_sequences_f, {{"context", std::to_string(s.context_len)}},
+        static_cast<double>(s.max_sequences));
+  }
+  set(m.max_model_len_f, {}, static_cast<double>(c.max_model_len));
 }
 
 std::string prometheus_observer::render() const {
