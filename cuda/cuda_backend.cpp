@@ -58,9 +58,22 @@ class cuda_backend final : public backend {
     const auto& m = model_;
     if (!is_power_of_two_block(config_.block_size))
       return {status_code::kInvalidArgument, "block size must be 2, 4, 8, 16, 32 or 64"};
-    if (resolve(config_.kv_dtype, kv_cache_dtype::kBf16) != kv_cache_dtype::kBf16)
-      return {status_code::kUnsupported, std::string("the CUDA backend does not store a ") +
-                                             to_string(config_.kv_dtype) + " KV cache yet"};
+    dtype_ = resolve(config_.kv_dtype, kv_cache_dtype::kBf16);
+    switch (dtype_) {
+      case kv_cache_dtype::kBf16:
+        storage_ = kv_storage::kBf16;
+        break;
+      case kv_cache_dtype::kFp8E4m3:
+        storage_ = kv_storage::kFp8E4m3;
+        break;
+      case kv_cache_dtype::kInt8:
+        storage_ = kv_storage::kInt8;
+        break;
+      default:
+        return {status_code::kUnsupported,
+                std::string("the CUDA backend stores the KV cache as bf16, fp8 or int8, not ") +
+                    to_string(dtype_)};
+    }
     if (m.head_dim != 64 && m.head_dim != 128)
       return {status_code::kUnsupported,
               "the CUDA backend supports head dims 64 and 128, not " + std::to_string(m.head_dim)};
@@ -91,6 +104,11 @@ class cuda_backend final : public backend {
   status init_rest() {
     KVSERVE_STATUS_TRY(allocate_workspace());
     KVSERVE_STATUS_TRY(allocate_kv_pool());
+    if (config_.record_step_gaps) {
+      KVSERVE_STATUS_TRY(step_begin_.create());
+      KVSERVE_STATUS_TRY(step_end_[0].create());
+      KVSERVE_STATUS_TRY(step_end_[1].create());
+    }
     if (config_.tune_gemm) KVSERVE_STATUS_TRY(tune_gemm());
     return status::ok();
   }
@@ -99,12 +117,15 @@ class cuda_backend final : public backend {
   status dummy(std::uint64_t seed) { return weights_.make_dummy(model_, seed, stream_.get()); }
 
   std::string name() const override { return "cuda"; }
+  std::size_t kv_pool_bytes() const { return kv_pool_bytes_; }
+  const std::vector<float>& step_gaps_us() const { return step_gaps_us_; }
   const model_config& config() const override { return model_; }
   int block_size() const override { return config_.block_size; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
   std::size_t kv_bytes_per_token() const override {
-    return static_cast<std::size_t>(model_.num_layers) * 2 * model_.kv_size() * sizeof(bf16);
+    return kvserve::kv_bytes_per_token(model_, dtype_);
   }
+  kv_cache_dtype kv_dtype() const override { return dtype_; }
   backend_stats stats() const override { return stats_; }
 
   result<step_result> execute(const step_plan& plan) override;
@@ -116,7 +137,7 @@ class cuda_backend final : public backend {
     if (it == splits_.end())
       it = splits_
                .emplace(rows, decode_attention_splits(rows, model_.num_heads, model_.num_kv_heads,
-                                                      model_.head_dim, num_sms_))
+                                                      model_.head_dim, num_sms_, storage_))
                .first;
     return it->second;
   }
@@ -128,15 +149,23 @@ class cuda_backend final : public backend {
   status forward(const step_inputs& in, int num_logits_rows, const std::int32_t* logits_rows_dev);
   status run_decode(const step_inputs& in);
   status run_general(const step_inputs& in, std::vector<float>& host_logits);
+  // Layer `layer`'s slice of the pools: codes [blocks, kv heads, block size, head dim] and, for
+  // the 8-bit types, scales [blocks, kv heads, block size].
   paged_kv_view kv_view(int layer) const {
     paged_kv_view v;
-    const std::size_t per_layer = static_cast<std::size_t>(num_kv_blocks_) * model_.num_kv_heads *
-                                  config_.block_size * model_.head_dim;
-    v.k = k_cache_.get() + per_layer * layer;
-    v.v = v_cache_.get() + per_layer * layer;
+    const std::size_t rows =
+        static_cast<std::size_t>(num_kv_blocks_) * model_.num_kv_heads * config_.block_size;
+    const std::size_t code_bytes = rows * model_.head_dim * kv_element_bytes(dtype_);
+    v.k = k_cache_.get() + code_bytes * layer;
+    v.v = v_cache_.get() + code_bytes * layer;
     v.num_kv_heads = model_.num_kv_heads;
     v.block_size = config_.block_size;
     v.head_dim = model_.head_dim;
+    v.dtype = storage_;
+    if (kv_dtype_has_scales(dtype_)) {
+      v.k_scale = k_scale_.get() + rows * layer;
+      v.v_scale = v_scale_.get() + rows * layer;
+    }
     return v;
   }
 
@@ -149,13 +178,17 @@ class cuda_backend final : public backend {
   int token_list_capacity_ = 0;
   int num_sms_ = 0;
   int num_kv_blocks_ = 0;
+  kv_cache_dtype dtype_ = kv_cache_dtype::kBf16;  // resolved config_.kv_dtype
+  kv_storage storage_ = kv_storage::kBf16;
+  std::size_t kv_pool_bytes_ = 0;  // device memory the pools took (cudaMemGetInfo delta)
   backend_stats stats_;
 
   cuda_stream stream_;
   gemm_runner gemm_;
   device_weights weights_;
   device_buffer<float> inv_freq_;
-  device_buffer<bf16> k_cache_, v_cache_;
+  device_buffer<std::uint8_t> k_cache_, v_cache_;  // codes, all layers
+  device_buffer<float> k_scale_, v_scale_;         // 8-bit types only
 
   // Activations.
   device_buffer<float> residual_, delta_, qkv_, q_, gate_up_, logits_, sample_work_;
@@ -169,6 +202,13 @@ class cuda_backend final : public backend {
   device_buffer<device_sampling_row> d_sampling_;
   pinned_buffer<std::int32_t> h_sampled_;
   pinned_buffer<float> h_logits_;
+
+  // record_step_gaps: events at the start of this step's device work and at the end of the
+  // last two steps' (alternating), and the measured gaps.
+  cuda_event step_begin_, step_end_[2];
+  int step_parity_ = 0;
+  bool have_prev_step_ = false;
+  std::vector<float> step_gaps_us_;
 
   std::map<int, cuda_graph_exec> graphs_;  // decode bucket -> graph
   std::map<int, int> splits_;              // decode rows -> split-KV count
@@ -222,9 +262,8 @@ status cuda_backend::allocate_workspace() {
 }
 
 status cuda_backend::allocate_kv_pool() {
-  const std::size_t block_bytes = static_cast<std::size_t>(model_.num_layers) * 2 *
-                                  model_.num_kv_heads * config_.block_size * model_.head_dim *
-                                  sizeof(bf16);
+  // Codes and scales of one block over all layers, K and V (kv_bytes_per_token's formula).
+  const std::size_t block_bytes = kv_bytes_per_token() * config_.block_size;
   std::size_t free_bytes = 0, total_bytes = 0;
   KVSERVE_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
   int blocks = config_.num_kv_blocks;
@@ -250,20 +289,29 @@ status cuda_backend::allocate_kv_pool() {
     }
   }
   num_kv_blocks_ = blocks;
-  const std::size_t elems = static_cast<std::size_t>(blocks) * model_.num_layers *
-                            model_.num_kv_heads * config_.block_size * model_.head_dim;
-  status st = k_cache_.allocate(elems, "allocating the K cache");
-  if (st.is_ok()) st = v_cache_.allocate(elems, "allocating the V cache");
+  const std::size_t rows = static_cast<std::size_t>(blocks) * model_.num_layers *
+                           model_.num_kv_heads * config_.block_size;
+  const std::size_t code_bytes = rows * model_.head_dim * kv_element_bytes(dtype_);
+  status st = k_cache_.allocate(code_bytes, "allocating the K cache");
+  if (st.is_ok()) st = v_cache_.allocate(code_bytes, "allocating the V cache");
+  if (st.is_ok() && kv_dtype_has_scales(dtype_)) {
+    st = k_scale_.allocate(rows, "allocating the K scales");
+    if (st.is_ok()) st = v_scale_.allocate(rows, "allocating the V scales");
+  }
   if (!st.is_ok())
     return {st.code(), st.message() + "; lower --gpu-memory-utilization or --max-num-seqs"};
+  std::size_t free_after = 0;
+  KVSERVE_CUDA_TRY(cudaMemGetInfo(&free_after, &total_bytes));
+  kv_pool_bytes_ = free_bytes > free_after ? free_bytes - free_after : 0;
   if (config_.log) {
     std::fprintf(stderr,
-                 "kvserve cuda: weights %.2f GiB, KV cache %d blocks of %d tokens = %lld tokens "
-                 "(%.2f GiB, %zu bytes per token), max_model_len %d, graphs %s\n",
-                 weights_.bytes() / 1073741824.0, blocks, config_.block_size,
-                 static_cast<long long>(blocks) * config_.block_size,
-                 2.0 * elems * sizeof(bf16) / 1073741824.0, kv_bytes_per_token(), max_model_len_,
-                 config_.enforce_eager ? "off" : "on");
+                 "kvserve cuda: weights %.2f GiB, KV cache %s, %d blocks of %d tokens = %lld "
+                 "tokens (%.2f GiB allocated, %zu bytes per token: %d layers x %d KV heads x "
+                 "head dim %d), max_model_len %d, graphs %s\n",
+                 weights_.bytes() / 1073741824.0, to_string(dtype_), blocks, config_.block_size,
+                 static_cast<long long>(blocks) * config_.block_size, kv_pool_bytes_ / 1073741824.0,
+                 kv_bytes_per_token(), model_.num_layers, model_.num_kv_heads, model_.head_dim,
+                 max_model_len_, config_.enforce_eager ? "off" : "on");
   }
   return status::ok();
 }
@@ -470,6 +518,7 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
   // The current device is per host thread: the worker thread that calls execute() need not be
   // the one that created the backend.
   KVSERVE_CUDA_TRY(cudaSetDevice(config_.device));
+  if (config_.record_step_gaps) KVSERVE_CUDA_TRY(cudaEventRecord(step_begin_.get(), s));
   KVSERVE_STATUS_TRY(copy_inputs(in));
   std::vector<float> host_logits;
   const int num_sample_rows = static_cast<int>(in.sampling.size());
@@ -494,8 +543,19 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
                                      num_sample_rows * sizeof(std::int32_t), cudaMemcpyDeviceToHost,
                                      s));
   }
+  if (config_.record_step_gaps) KVSERVE_CUDA_TRY(cudaEventRecord(step_end_[step_parity_].get(), s));
   KVSERVE_CUDA_TRY(cudaStreamSynchronize(s));
   ++stats_.steps_executed;
+  if (config_.record_step_gaps) {
+    if (have_prev_step_) {
+      float ms = 0.0f;
+      KVSERVE_CUDA_TRY(
+          cudaEventElapsedTime(&ms, step_end_[1 - step_parity_].get(), step_begin_.get()));
+      step_gaps_us_.push_back(ms * 1000.0f);
+    }
+    have_prev_step_ = true;
+    step_parity_ = 1 - step_parity_;
+  }
 
   for (std::size_t i = 0; i < plan.seqs.size(); ++i) {
     const sequence_step& seq = plan.seqs[i];
@@ -560,6 +620,16 @@ result<std::unique_ptr<backend>> make_cuda_backend(const cuda_backend_config& co
                                                    const model_weights& weights) {
   return cuda::make(config, std::move(model),
                     [&](cuda::cuda_backend& b) { return b.upload(weights); });
+}
+
+std::size_t cuda_kv_pool_bytes(const backend& b) {
+  const auto* c = dynamic_cast<const cuda::cuda_backend*>(&b);
+  return c ? c->kv_pool_bytes() : 0;
+}
+
+std::vector<float> cuda_step_gaps_us(const backend& b) {
+  const auto* c = dynamic_cast<const cuda::cuda_backend*>(&b);
+  return c ? c->step_gaps_us() : std::vector<float>{};
 }
 
 result<std::unique_ptr<backend>> make_cuda_backend_dummy(const cuda_backend_config& config,

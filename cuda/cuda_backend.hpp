@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "model/backend.hpp"
 #include "model/kv_cache_dtype.hpp"
@@ -22,7 +23,9 @@ struct cuda_backend_config {
   int max_num_batched_tokens = 2048;     ///< tokens per step (prefill chunk budget)
   bool enforce_eager = false;            ///< --enforce-eager: no CUDA graphs
   int device = 0;                        ///< CUDA device ordinal
-  /// --kv-cache-dtype; kAuto is bf16.
+  /// --kv-cache-dtype: kAuto and kBf16 store bf16; kFp8E4m3 and kInt8 store one byte per
+  /// element plus an fp32 scale per token and KV head (about half the bytes, so about twice the
+  /// tokens at the same memory); kFp32 is CPU-only (kUnsupported).
   kv_cache_dtype kv_dtype = kv_cache_dtype::kAuto;
   /// > 0: exactly this many KV blocks instead of sizing from gpu_memory_utilization (tests).
   int num_kv_blocks = 0;
@@ -30,6 +33,9 @@ struct cuda_backend_config {
   bool tune_gemm = true;
   /// Logs the chosen sizes to stderr.
   bool log = true;
+  /// Records CUDA events at the start and end of each step's device work, so that the GPU's
+  /// idle time between consecutive steps can be read (cuda_step_gaps_us). Benchmarks only.
+  bool record_step_gaps = false;
 };
 
 /// True when a CUDA device can be used (driver present and at least one device). Any error,
@@ -52,5 +58,14 @@ result<std::unique_ptr<backend>> make_cuda_backend(const cuda_backend_config& co
 result<std::unique_ptr<backend>> make_cuda_backend_dummy(const cuda_backend_config& config,
                                                          model_config model,
                                                          std::uint64_t seed = 0);
+
+/// Device memory the KV pool of a CUDA backend took (free memory before minus after allocating
+/// it, so allocator rounding included); 0 for a backend not made by this file's factories.
+std::size_t cuda_kv_pool_bytes(const backend& b);
+
+/// With record_step_gaps: for each step after the first, the time in microseconds from the end
+/// of the previous step's device work to the start of this one's (CUDA events on the backend's
+/// stream: the GPU idles in between). Empty otherwise.
+std::vector<float> cuda_step_gaps_us(const backend& b);
 
 }  // namespace kvserve

@@ -1,5 +1,5 @@
 // Launcher of paged decode attention: head dims 64 and 128; query heads per KV head handled
-// 1, 2, 4 or 8 at a time (larger groups in chunks of 8).
+// 1, 2, 4 or 8 at a time (larger groups in chunks of 8); bf16, FP8 E4M3 and INT8 pools.
 #include <algorithm>
 
 #include "cuda/decode_attention.cuh"
@@ -7,24 +7,87 @@
 
 namespace kvserve::cuda {
 namespace {
-template <int HD, int MAXG>
+
+/// Tokens per sub-warp iteration for 8-bit pools when the caller leaves it to us: an 8-byte
+/// load per lane and token moves half the bytes of bf16's 16, so twice the tokens keep the same
+/// bytes in flight.
+constexpr int kTokensPerIter8Bit = 8;
+
+template <int HD, int MAXG, kv_storage S, int U>
 cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
   const int group = a.num_heads / a.kv.num_kv_heads;
   const int chunks = (group + MAXG - 1) / MAXG;
   const dim3 grid(a.num_seqs, a.kv.num_kv_heads * chunks, a.num_splits);
-  decode_attention_kernel<HD, MAXG><<<grid, kDecodeWarps * 32, 0, stream>>>(a);
+  decode_attention_kernel<HD, MAXG, S, U><<<grid, kDecodeWarps * 32, 0, stream>>>(a);
   decode_attention_merge_kernel<HD><<<dim3(a.num_seqs, a.num_heads), HD, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
-template <int HD>
+template <int HD, kv_storage S, int U>
 cudaError_t launch_group(const decode_attention_args& a, cudaStream_t stream) {
   const int group = a.num_heads / a.kv.num_kv_heads;
-  if (group <= 1) return launch<HD, 1>(a, stream);
-  if (group <= 2) return launch<HD, 2>(a, stream);
-  if (group <= 4) return launch<HD, 4>(a, stream);
-  return launch<HD, 8>(a, stream);
+  if (group <= 1) return launch<HD, 1, S, U>(a, stream);
+  if (group <= 2) return launch<HD, 2, S, U>(a, stream);
+  if (group <= 4) return launch<HD, 4, S, U>(a, stream);
+  return launch<HD, 8, S, U>(a, stream);
 }
+
+template <int HD, kv_storage S>
+cudaError_t launch_tokens(const decode_attention_args& a, cudaStream_t stream) {
+  if constexpr (S == kv_storage::kBf16) {
+    return launch_group<HD, S, kTokensPerIter>(a, stream);
+  } else {
+    const int u = a.tokens_per_iter > 0 ? a.tokens_per_iter : kTokensPerIter8Bit;
+    if (u == 4) return launch_group<HD, S, 4>(a, stream);
+    if (u == 8) return launch_group<HD, S, 8>(a, stream);
+    return cudaErrorInvalidValue;
+  }
+}
+
+template <int HD>
+cudaError_t launch_dtype(const decode_attention_args& a, cudaStream_t stream) {
+  switch (a.kv.dtype) {
+    case kv_storage::kBf16:
+      return launch_tokens<HD, kv_storage::kBf16>(a, stream);
+    case kv_storage::kFp8E4m3:
+      return launch_tokens<HD, kv_storage::kFp8E4m3>(a, stream);
+    case kv_storage::kInt8:
+      return launch_tokens<HD, kv_storage::kInt8>(a, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <class Kernel>
+int occupancy(Kernel kernel) {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kDecodeWarps * 32, 0) !=
+      cudaSuccess) {
+    (void)cudaGetLastError();
+    return 1;
+  }
+  return n > 0 ? n : 1;
+}
+
+template <int HD, kv_storage S, int U>
+int resident_blocks_per_sm(int group) {
+  if (group <= 1) return occupancy(decode_attention_kernel<HD, 1, S, U>);
+  if (group <= 2) return occupancy(decode_attention_kernel<HD, 2, S, U>);
+  if (group <= 4) return occupancy(decode_attention_kernel<HD, 4, S, U>);
+  return occupancy(decode_attention_kernel<HD, 8, S, U>);
+}
+
+template <int HD>
+int resident_blocks_per_sm(int group, kv_storage dtype) {
+  switch (dtype) {
+    case kv_storage::kFp8E4m3:
+      return resident_blocks_per_sm<HD, kv_storage::kFp8E4m3, kTokensPerIter8Bit>(group);
+    case kv_storage::kInt8:
+      return resident_blocks_per_sm<HD, kv_storage::kInt8, kTokensPerIter8Bit>(group);
+    default:
+      return resident_blocks_per_sm<HD, kv_storage::kBf16, kTokensPerIter>(group);
+  }
+}
+
 }  // namespace
 
 int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads) {
@@ -33,36 +96,11 @@ int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads) {
   return num_kv_heads * ((group + maxg - 1) / maxg);
 }
 
-namespace {
-template <int HD>
-int resident_blocks_per_sm(int group) {
-  int n = 0;
-  cudaError_t e = cudaSuccess;
-  if (group <= 1)
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_attention_kernel<HD, 1>,
-                                                      kDecodeWarps * 32, 0);
-  else if (group <= 2)
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_attention_kernel<HD, 2>,
-                                                      kDecodeWarps * 32, 0);
-  else if (group <= 4)
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_attention_kernel<HD, 4>,
-                                                      kDecodeWarps * 32, 0);
-  else
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_attention_kernel<HD, 8>,
-                                                      kDecodeWarps * 32, 0);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 1;
-  }
-  return n > 0 ? n : 1;
-}
-}  // namespace
-
 int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                            int num_sms) {
+                            int num_sms, kv_storage dtype) {
   const int group = num_heads / num_kv_heads;
-  const int per_sm =
-      head_dim == 64 ? resident_blocks_per_sm<64>(group) : resident_blocks_per_sm<128>(group);
+  const int per_sm = head_dim == 64 ? resident_blocks_per_sm<64>(group, dtype)
+                                    : resident_blocks_per_sm<128>(group, dtype);
   const int capacity = per_sm * num_sms;
   const int base = std::max(1, num_seqs * decode_attention_blocks_per_seq(num_heads, num_kv_heads));
   // Time ~ waves(s) / s for s splits (each block does 1/s of a sequence's context). Take the
@@ -81,11 +119,13 @@ int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int h
 cudaError_t launch_decode_attention(const decode_attention_args& a, cudaStream_t stream) {
   if (a.num_seqs == 0) return cudaSuccess;
   if (a.num_splits < 1 || a.num_splits > kMaxDecodeSplits) return cudaErrorInvalidValue;
+  if (a.kv.dtype != kv_storage::kBf16 && (!a.kv.k_scale || !a.kv.v_scale))
+    return cudaErrorInvalidValue;
   switch (a.kv.head_dim) {
     case 64:
-      return launch_group<64>(a, stream);
+      return launch_dtype<64>(a, stream);
     case 128:
-      return launch_group<128>(a, stream);
+      return launch_dtype<128>(a, stream);
     default:
       return cudaErrorInvalidValue;
   }

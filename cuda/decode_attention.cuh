@@ -7,13 +7,19 @@
 /// loads kTokensPerIter tokens before using any, to keep enough bytes in flight, and rescales
 /// its running softmax once per group of tokens. Scores are in the log2 domain (q is
 /// pre-scaled by scale * log2(e)). Sub-warps and warps are merged through shared memory.
+///
+/// 8-bit pools (FP8 E4M3, INT8): a lane's 8 dimensions are one 8-byte load, decoded to floats;
+/// the token's K scale multiplies its score (q . (s k) = s (q . k)) and its V scale multiplies
+/// its softmax weight in the P.V sum (not in the normaliser), so no dequantized copy is made.
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/device_math.cuh"
 #include "cuda/kernels.hpp"
+#include "cuda/kv_quant.cuh"
 
 namespace kvserve::cuda {
 
@@ -21,12 +27,33 @@ inline constexpr int kDecodeWarps = 4;
 inline constexpr int kMaxGroup = 8;
 inline constexpr int kTokensPerIter = 4;
 
-template <int HD, int MAXG>
+/// The raw bytes of a lane's 8 elements of one token: 16 for bf16, 8 for the 8-bit types.
+template <kv_storage S>
+using kv_chunk = std::conditional_t<S == kv_storage::kBf16, uint4, uint2>;
+
+template <kv_storage S>
+__device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S>& raw, float* f) {
+  if constexpr (S == kv_storage::kBf16) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 x = __bfloat1622float2(h[i]);
+      f[2 * i] = x.x;
+      f[2 * i + 1] = x.y;
+    }
+  } else {
+    kv_decode4<S>(raw.x, f);
+    kv_decode4<S>(raw.y, f + 4);
+  }
+}
+
+template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_kernel(decode_attention_args a) {
   constexpr int TPT = HD / 8;    // lanes per token
   constexpr int SUB = 32 / TPT;  // tokens side by side in a warp
-  constexpr int U = kTokensPerIter;
+  constexpr bool kScaled = S != kv_storage::kBf16;
+  constexpr int EB = kScaled ? 1 : 2;  // bytes per element
   constexpr int NSUB = kDecodeWarps * SUB;
   __shared__ float sm_ml[NSUB][MAXG][2];
   __shared__ float sm_acc[NSUB][MAXG][HD];
@@ -78,68 +105,149 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   }
 
   const std::int32_t* bt = a.block_tables + static_cast<std::int64_t>(s) * a.max_blocks_per_seq;
-  const std::int64_t head_stride = static_cast<std::int64_t>(bs) * HD;
   // The trip count must be uniform over the warp (the score reduction shuffles across lanes):
   // iterate per warp, and give each sub-warp its U tokens inside the warp's span.
-  for (int tw = begin + warp * SUB * U; tw < end; tw += NSUB * U) {
+  // 8-bit pools: the next iteration's codes and scales are loaded before this one's are used
+  // (software pipelining), doubling the bytes in flight that the smaller loads would halve.
+  constexpr bool kPrefetch = kScaled;
+  kv_chunk<S> kn[U], vn[U];
+  [[maybe_unused]] float ksn[U], vsn[U];
+  auto fetch = [&](int tw) {
     const int t0 = tw + (lane / TPT) * U;
-    uint4 kr[U], vr[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int t = min(t0 + u, end - 1);
       const std::int64_t phys = bt[t >> shift];
-      const std::int64_t base = (phys * nkv + kvh) * head_stride + (t & (bs - 1)) * HD + sl * 8;
-      kr[u] = *reinterpret_cast<const uint4*>(a.kv.k + base);
-      vr[u] = *reinterpret_cast<const uint4*>(a.kv.v + base);
+      const std::int64_t row = (phys * nkv + kvh) * bs + (t & (bs - 1));
+      const std::int64_t base = row * HD + sl * 8;
+      kn[u] = *reinterpret_cast<const kv_chunk<S>*>(static_cast<const char*>(a.kv.k) + base * EB);
+      vn[u] = *reinterpret_cast<const kv_chunk<S>*>(static_cast<const char*>(a.kv.v) + base * EB);
+      if constexpr (kScaled) {
+        ksn[u] = a.kv.k_scale[row];
+        vsn[u] = a.kv.v_scale[row];
+      }
     }
-    float v[U][8];
+  };
+  constexpr int kStride = NSUB * U;
+  int tw = begin + warp * SUB * U;
+  if constexpr (kPrefetch) {
+    if (tw < end) fetch(tw);
+  }
+  for (; tw < end; tw += kStride) {
+    const int t0 = tw + (lane / TPT) * U;
+    if constexpr (!kPrefetch) fetch(tw);
+    kv_chunk<S> kr[U], vr[U];
+    [[maybe_unused]] float ks[U], vs[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&vr[u]);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 f = __bfloat1622float2(h[i]);
-        v[u][2 * i] = f.x;
-        v[u][2 * i + 1] = f.y;
+      kr[u] = kn[u];
+      vr[u] = vn[u];
+      if constexpr (kScaled) {
+        ks[u] = ksn[u];
+        vs[u] = vsn[u];
       }
     }
+    if constexpr (kPrefetch) {
+      if (tw + kStride < end) fetch(tw + kStride);  // uniform over the warp
+    }
+    if constexpr (!kScaled) {
+      float v[U][8];
 #pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-      if (g >= ng) break;  // uniform over the block
-      float sc[U];
+      for (int u = 0; u < U; ++u) kv_chunk_to_float<S>(vr[u], v[u]);
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&kr[u]);
-        float dot = 0.0f;
+      for (int g = 0; g < MAXG; ++g) {
+        if (g >= ng) break;  // uniform over the block
+        float sc[U];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(h[i]);
-          dot += q[g][2 * i] * f.x + q[g][2 * i + 1] * f.y;
+        for (int u = 0; u < U; ++u) {
+          const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&kr[u]);
+          float dot = 0.0f;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = __bfloat1622float2(h[i]);
+            dot += q[g][2 * i] * f.x + q[g][2 * i + 1] * f.y;
+          }
+#pragma unroll
+          for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+          sc[u] = t0 + u < end ? dot : -INFINITY;
         }
+        float mx = m[g];
 #pragma unroll
-        for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        sc[u] = t0 + u < end ? dot : -INFINITY;
+        for (int u = 0; u < U; ++u) mx = fmaxf(mx, sc[u]);
+        if (mx == -INFINITY) continue;  // no valid token seen yet by this sub-warp
+        const float corr = exp2f(m[g] - mx);
+        float p[U], psum = 0.0f;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          p[u] = exp2f(sc[u] - mx);
+          psum += p[u];
+        }
+        l[g] = l[g] * corr + psum;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          float x = acc[g][i] * corr;
+#pragma unroll
+          for (int u = 0; u < U; ++u) x += p[u] * v[u][i];
+          acc[g][i] = x;
+        }
+        m[g] = mx;
       }
-      float mx = m[g];
-#pragma unroll
-      for (int u = 0; u < U; ++u) mx = fmaxf(mx, sc[u]);
-      if (mx == -INFINITY) continue;  // no valid token seen yet by this sub-warp
-      const float corr = exp2f(m[g] - mx);
-      float p[U], psum = 0.0f;
+    } else {
+      // Token-major: decode one token's 8 K codes and score it for every query head, so only
+      // 8 decoded values are live at a time; the same for V after the softmax update.
+      float p[MAXG][U];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        p[u] = exp2f(sc[u] - mx);
-        psum += p[u];
-      }
-      l[g] = l[g] * corr + psum;
+        float kf[8];
+        kv_chunk_to_float<S>(kr[u], kf);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        float x = acc[g][i] * corr;
+        for (int g = 0; g < MAXG; ++g) {
+          if (g < ng) {  // uniform over the block
+            float dot = 0.0f;
 #pragma unroll
-        for (int u = 0; u < U; ++u) x += p[u] * v[u][i];
-        acc[g][i] = x;
+            for (int i = 0; i < 8; ++i) dot += q[g][i] * kf[i];
+#pragma unroll
+            for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            p[g][u] = t0 + u < end ? dot * ks[u] : -INFINITY;
+          }
+        }
       }
-      m[g] = mx;
+#pragma unroll
+      for (int g = 0; g < MAXG; ++g) {
+        if (g >= ng) break;
+        float mx = m[g];
+#pragma unroll
+        for (int u = 0; u < U; ++u) mx = fmaxf(mx, p[g][u]);
+        if (mx == -INFINITY) {  // no valid token seen yet by this sub-warp
+#pragma unroll
+          for (int u = 0; u < U; ++u) p[g][u] = 0.0f;
+          continue;
+        }
+        const float corr = exp2f(m[g] - mx);
+        float psum = 0.0f;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const float e = exp2f(p[g][u] - mx);
+          psum += e;
+          p[g][u] = e * vs[u];  // the V scale weighs the sum, not the normaliser
+        }
+        l[g] = l[g] * corr + psum;
+        m[g] = mx;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[g][i] *= corr;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float vf[8];
+        kv_chunk_to_float<S>(vr[u], vf);
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) {
+          if (g < ng) {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[g][i] += p[g][u] * vf[i];
+          }
+        }
+      }
     }
   }
 

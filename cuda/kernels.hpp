@@ -6,8 +6,10 @@
 ///   residual stream  float [num_tokens, hidden]
 ///   GEMM inputs      bf16  [num_tokens, in_features]   (row-major)
 ///   GEMM outputs     float [num_tokens, out_features]
-///   paged KV cache   bf16  [num_blocks, num_kv_heads, block_size, head_dim] per layer, K and V
-///                    in separate pools; slot = block * block_size + offset.
+///   paged KV cache   codes [num_blocks, num_kv_heads, block_size, head_dim] per layer, K and V
+///                    in separate pools; slot = block * block_size + offset. Codes are bf16, or
+///                    one byte (FP8 E4M3 / INT8) with fp32 scales [num_blocks, num_kv_heads,
+///                    block_size] beside them (model/kv_quantize.hpp's formulas).
 /// Launchers only enqueue work on `stream`; they return cudaGetLastError() of the launch.
 
 #include <cuda_bf16.h>
@@ -19,14 +21,29 @@ namespace kvserve::cuda {
 
 using bf16 = __nv_bfloat16;
 
+/// Element type of the paged KV pools on the device (model/kv_cache_dtype.hpp's kBf16,
+/// kFp8E4m3, kInt8; kernels take this small enum so they need no model/ headers).
+enum class kv_storage : int { kBf16 = 0, kFp8E4m3 = 1, kInt8 = 2 };
+
 /// One layer's paged KV pools.
 struct paged_kv_view {
-  bf16* k = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]
-  bf16* v = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]
+  void* k = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim] bf16 or 1-byte codes
+  void* v = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim] bf16 or 1-byte codes
   int num_kv_heads = 0;
   int block_size = 0;  // a power of two, 2..64
   int head_dim = 0;    // 64 or 128
+  kv_storage dtype = kv_storage::kBf16;
+  float* k_scale = nullptr;  // [num_blocks, num_kv_heads, block_size]; 8-bit types only
+  float* v_scale = nullptr;  // [num_blocks, num_kv_heads, block_size]; 8-bit types only
 };
+
+/// Quantizes `num_heads` head vectors as the KV-append kernel does (one warp per head, the
+/// formulas of model/kv_quantize.hpp): codes[h, :] and scales[h]. For tests of the encoding.
+cudaError_t launch_quantize_heads(const float* x,  // [num_heads, head_dim]
+                                  int num_heads, int head_dim, kv_storage dtype,
+                                  std::uint8_t* codes,  // [num_heads, head_dim]
+                                  float* scales,        // [num_heads]
+                                  cudaStream_t stream);
 
 // ---- element-wise and normalisation -------------------------------------------------------
 
@@ -77,7 +94,8 @@ struct rope_kv_args {
   paged_kv_view kv;        // rotated K and plain V are written at slot_mapping[t]
 };
 
-/// Adds the bias, rotates Q and K (rotate_half) and appends K and V to their paged slots.
+/// Adds the bias, rotates Q and K (rotate_half) and appends K and V to their paged slots; 8-bit
+/// pools get each token's head quantized with its own scale.
 cudaError_t launch_rope_kv_append(const rope_kv_args& args, cudaStream_t stream);
 
 // ---- paged attention ----------------------------------------------------------------------
@@ -98,6 +116,9 @@ struct decode_attention_args {
   float* partial_out = nullptr;  // [num_seqs, num_heads, num_splits, head_dim] workspace
   float* partial_ml = nullptr;   // [num_seqs, num_heads, num_splits, 2] workspace (max, sum)
   bf16* out = nullptr;           // [num_seqs, num_heads * head_dim]
+  /// 8-bit pools: tokens each sub-warp loads before using any (4 or 8; 0: the default). bf16
+  /// always uses kTokensPerIter. A benchmark knob.
+  int tokens_per_iter = 0;
 };
 inline constexpr int kMaxDecodeSplits = 64;
 
@@ -108,7 +129,7 @@ int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads);
 /// The split count for `num_seqs` decode rows, chosen against wave quantisation: the kernel's
 /// resident blocks per SM (measured occupancy) times `num_sms` make one wave.
 int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                            int num_sms);
+                            int num_sms, kv_storage dtype = kv_storage::kBf16);
 
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 

@@ -1,25 +1,38 @@
 // Paged decode and prefill attention against a float64 CPU reference: every block size, head
-// dims 64 and 128, GQA ratios 1, 3, 4, 8 (and 12, 16), shuffled block tables, ragged batches.
+// dims 64 and 128, GQA ratios 1, 3, 4, 8 (and 12, 16), shuffled block tables, ragged batches;
+// bf16 pools and 8-bit (FP8 E4M3, INT8) pools, whose reference is the host dequantization
+// (model/kv_quantize.hpp) of the very codes and scales the kernels read.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "cuda/kernels.hpp"
+#include "model/kv_quantize.hpp"
 #include "tests/cuda/gpu_test_util.hpp"
 
 namespace kvserve::cuda::test {
 namespace {
 
+kv_storage storage_of(kv_cache_dtype d) {
+  return d == kv_cache_dtype::kFp8E4m3 ? kv_storage::kFp8E4m3
+         : d == kv_cache_dtype::kInt8  ? kv_storage::kInt8
+                                       : kv_storage::kBf16;
+}
+
 struct paged_world {
   int block_size, head_dim, num_kv_heads, num_heads, num_blocks, width;
-  std::vector<float> k, v;  // bf16-exact values, pool layout
+  kv_cache_dtype dtype;
+  std::vector<float> k, v;  // the values the pools represent (bf16-exact or dequantized)
   std::vector<std::vector<std::int32_t>> tables;
-  device_buffer<bf16> d_k, d_v;
+  device_buffer<bf16> d_k, d_v;               // bf16 pools
+  device_buffer<std::uint8_t> d_k8, d_v8;     // 8-bit codes
+  device_buffer<float> d_k_scale, d_v_scale;  // 8-bit scales, one per (block, head, offset)
   device_buffer<std::int32_t> d_tables;
 
   // Gives each sequence enough blocks for `lens`, from a shuffled pool.
-  paged_world(int bs, int hd, int nkv, int group, const std::vector<int>& lens, std::mt19937& rng)
-      : block_size(bs), head_dim(hd), num_kv_heads(nkv), num_heads(nkv * group) {
+  paged_world(int bs, int hd, int nkv, int group, const std::vector<int>& lens, std::mt19937& rng,
+              kv_cache_dtype dt = kv_cache_dtype::kBf16)
+      : block_size(bs), head_dim(hd), num_kv_heads(nkv), num_heads(nkv * group), dtype(dt) {
     int needed = 0;
     width = 1;
     for (int l : lens) {
@@ -41,13 +54,41 @@ struct paged_world {
     const std::size_t n = static_cast<std::size_t>(num_blocks) * nkv * bs * hd;
     k = random_floats(n, rng);
     v = random_floats(n, rng);
-    for (auto& x : k) x = round_bf16(x);
-    for (auto& x : v) x = round_bf16(x);
-    d_k = upload(to_bf16(k));
-    d_v = upload(to_bf16(v));
     d_tables = upload(flat);
+    if (dtype == kv_cache_dtype::kBf16) {
+      for (auto& x : k) x = round_bf16(x);
+      for (auto& x : v) x = round_bf16(x);
+      d_k = upload(to_bf16(k));
+      d_v = upload(to_bf16(v));
+      return;
+    }
+    // Rows of varied magnitude (x 1e-2 to 1e1), then quantized row by row.
+    const std::size_t rows = n / hd;
+    std::uniform_real_distribution<float> mag(-2.0f, 1.0f);
+    std::vector<std::uint8_t> kc(n), vc(n);
+    std::vector<float> ks(rows), vs(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const float km = std::pow(10.0f, mag(rng)), vm = std::pow(10.0f, mag(rng));
+      for (int d = 0; d < hd; ++d) {
+        k[r * hd + d] *= km;
+        v[r * hd + d] *= vm;
+      }
+      ks[r] = quantize_head(dtype, &k[r * hd], hd, &kc[r * hd]);
+      vs[r] = quantize_head(dtype, &v[r * hd], hd, &vc[r * hd]);
+      dequantize_head(dtype, &kc[r * hd], ks[r], hd, &k[r * hd]);
+      dequantize_head(dtype, &vc[r * hd], vs[r], hd, &v[r * hd]);
+    }
+    d_k8 = upload(kc);
+    d_v8 = upload(vc);
+    d_k_scale = upload(ks);
+    d_v_scale = upload(vs);
   }
-  paged_kv_view view() const { return {d_k.get(), d_v.get(), num_kv_heads, block_size, head_dim}; }
+  paged_kv_view view() const {
+    if (dtype == kv_cache_dtype::kBf16)
+      return {d_k.get(), d_v.get(), num_kv_heads, block_size, head_dim};
+    return {d_k8.get(), d_v8.get(),        num_kv_heads,    block_size,
+            head_dim,   storage_of(dtype), d_k_scale.get(), d_v_scale.get()};
+  }
   std::size_t index(int seq, int pos, int kvh, int d) const {
     const std::size_t blk = tables[seq][pos / block_size];
     return ((blk * num_kv_heads + kvh) * block_size + pos % block_size) * head_dim + d;
@@ -72,16 +113,17 @@ struct paged_world {
   }
 };
 
-using attention_param = std::tuple<int, int, int>;  // block size, head dim, group
+// block size, head dim, group, KV dtype
+using attention_param = std::tuple<int, int, int, kv_cache_dtype>;
 
 class CudaDecodeAttention : public ::testing::TestWithParam<attention_param> {};
 
 TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
   KVSERVE_SKIP_WITHOUT_GPU();
-  const auto [bs, hd, group] = GetParam();
-  std::mt19937 rng(bs * 1000 + hd * 10 + group);
+  const auto [bs, hd, group, dtype] = GetParam();
+  std::mt19937 rng(bs * 1000 + hd * 10 + group + 7 * static_cast<int>(dtype));
   const std::vector<int> lens = {1, 7, 3 * bs + 1, 300, 0, 1100};  // 0: a padding row
-  paged_world w(bs, hd, 2, group, lens, rng);
+  paged_world w(bs, hd, 2, group, lens, rng, dtype);
   const int S = static_cast<int>(lens.size()), H = w.num_heads;
   auto q = random_floats(S * H * hd, rng, -2, 2);
   auto d_q = upload(q);
@@ -92,54 +134,66 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
     for (int h = 0; h < H; ++h)
       if (lens[s] > 0)
         refs[s * H + h] = w.reference(q.data() + (s * H + h) * hd, s, h, lens[s], scale);
-  for (int splits : {1, 5, 32}) {
-    device_buffer<float> d_po, d_pml;
-    device_buffer<bf16> d_out;
-    ASSERT_TRUE(d_po.allocate(S * H * splits * hd).is_ok());
-    ASSERT_TRUE(d_pml.allocate(S * H * splits * 2).is_ok());
-    ASSERT_TRUE(d_out.allocate(S * H * hd).is_ok());
-    decode_attention_args a;
-    a.q = d_q.get();
-    a.kv = w.view();
-    a.block_tables = w.d_tables.get();
-    a.context_lens = d_lens.get();
-    a.num_seqs = S;
-    a.num_heads = H;
-    a.max_blocks_per_seq = w.width;
-    a.num_splits = splits;
-    a.scale = static_cast<float>(scale);
-    a.partial_out = d_po.get();
-    a.partial_ml = d_pml.get();
-    a.out = d_out.get();
-    KVSERVE_ASSERT_CUDA(launch_decode_attention(a, nullptr));
-    auto out = download(d_out, S * H * hd);
-    for (int s = 0; s < S; ++s)
-      for (int h = 0; h < H; ++h) {
-        const auto& ref = refs[s * H + h];
-        for (int d = 0; d < hd; ++d)
-          ASSERT_NEAR(__bfloat162float(out[(s * H + h) * hd + d]), ref[d],
-                      4e-3 + 8e-3 * std::abs(ref[d]))
-              << "seq " << s << " head " << h << " dim " << d << " splits " << splits;
-      }
-  }
+  // 8-bit pools also run with 4 tokens per sub-warp iteration (the default is 8).
+  const std::vector<int> per_iter =
+      dtype == kv_cache_dtype::kBf16 ? std::vector<int>{0} : std::vector<int>{0, 4};
+  for (const int tokens_per_iter : per_iter)
+    for (int splits : {1, 5, 32}) {
+      device_buffer<float> d_po, d_pml;
+      device_buffer<bf16> d_out;
+      ASSERT_TRUE(d_po.allocate(S * H * splits * hd).is_ok());
+      ASSERT_TRUE(d_pml.allocate(S * H * splits * 2).is_ok());
+      ASSERT_TRUE(d_out.allocate(S * H * hd).is_ok());
+      decode_attention_args a;
+      a.q = d_q.get();
+      a.kv = w.view();
+      a.block_tables = w.d_tables.get();
+      a.context_lens = d_lens.get();
+      a.num_seqs = S;
+      a.num_heads = H;
+      a.max_blocks_per_seq = w.width;
+      a.num_splits = splits;
+      a.scale = static_cast<float>(scale);
+      a.partial_out = d_po.get();
+      a.partial_ml = d_pml.get();
+      a.out = d_out.get();
+      a.tokens_per_iter = tokens_per_iter;
+      KVSERVE_ASSERT_CUDA(launch_decode_attention(a, nullptr));
+      auto out = download(d_out, S * H * hd);
+      for (int s = 0; s < S; ++s)
+        for (int h = 0; h < H; ++h) {
+          const auto& ref = refs[s * H + h];
+          for (int d = 0; d < hd; ++d)
+            ASSERT_NEAR(__bfloat162float(out[(s * H + h) * hd + d]), ref[d],
+                        4e-3 + 8e-3 * std::abs(ref[d]))
+                << "seq " << s << " head " << h << " dim " << d << " splits " << splits
+                << " tokens/iter " << tokens_per_iter;
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllShapes, CudaDecodeAttention,
                          ::testing::Combine(::testing::Values(2, 4, 8, 16, 32, 64),
                                             ::testing::Values(64, 128),
-                                            ::testing::Values(1, 3, 4, 8, 12)));
+                                            ::testing::Values(1, 3, 4, 8, 12),
+                                            ::testing::Values(kv_cache_dtype::kBf16)));
+INSTANTIATE_TEST_SUITE_P(EightBit, CudaDecodeAttention,
+                         ::testing::Combine(::testing::Values(2, 4, 8, 16, 32, 64),
+                                            ::testing::Values(64, 128), ::testing::Values(1, 4, 12),
+                                            ::testing::Values(kv_cache_dtype::kFp8E4m3,
+                                                              kv_cache_dtype::kInt8)));
 
 class CudaPrefillAttention : public ::testing::TestWithParam<attention_param> {};
 
 TEST_P(CudaPrefillAttention, CausalOverCachedPrefixAndChunk) {
   KVSERVE_SKIP_WITHOUT_GPU();
-  const auto [bs, hd, group] = GetParam();
-  std::mt19937 rng(bs * 3000 + hd * 10 + group);
+  const auto [bs, hd, group, dtype] = GetParam();
+  std::mt19937 rng(bs * 3000 + hd * 10 + group + 7 * static_cast<int>(dtype));
   // (cached prefix, new chunk) per sequence: a fresh prompt, a prefix hit, a one-token chunk.
   const std::vector<std::pair<int, int>> seqs = {{0, 37}, {2 * bs, 21}, {150, 1}, {5, 70}};
   std::vector<int> lens;
   for (auto [p, n] : seqs) lens.push_back(p + n);
-  paged_world w(bs, hd, 2, group, lens, rng);
+  paged_world w(bs, hd, 2, group, lens, rng, dtype);
   const int H = w.num_heads;
   std::vector<std::int32_t> positions;
   std::vector<prefill_work_item> items;
@@ -195,7 +249,13 @@ TEST_P(CudaPrefillAttention, CausalOverCachedPrefixAndChunk) {
 INSTANTIATE_TEST_SUITE_P(AllShapes, CudaPrefillAttention,
                          ::testing::Combine(::testing::Values(2, 4, 8, 16, 32, 64),
                                             ::testing::Values(64, 128),
-                                            ::testing::Values(1, 3, 4, 8, 16)));
+                                            ::testing::Values(1, 3, 4, 8, 16),
+                                            ::testing::Values(kv_cache_dtype::kBf16)));
+INSTANTIATE_TEST_SUITE_P(EightBit, CudaPrefillAttention,
+                         ::testing::Combine(::testing::Values(2, 4, 8, 16, 32, 64),
+                                            ::testing::Values(64, 128), ::testing::Values(1, 4, 16),
+                                            ::testing::Values(kv_cache_dtype::kFp8E4m3,
+                                                              kv_cache_dtype::kInt8)));
 
 }  // namespace
 }  // namespace kvserve::cuda::test
