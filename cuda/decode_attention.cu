@@ -8,10 +8,11 @@
 namespace kvserve::cuda {
 namespace {
 
-/// Tokens per sub-warp iteration for 8-bit pools when the caller leaves it to us: an 8-byte
-/// load per lane and token moves half the bytes of bf16's 16, so twice the tokens keep the same
-/// bytes in flight.
-constexpr int kTokensPerIter8Bit = 8;
+/// Tokens per sub-warp iteration for 8-bit pools when the caller leaves it to us. With the
+/// next iteration's loads in flight (software pipelining), 4 tokens of 8-byte loads keep as many
+/// bytes in flight as bf16's 4 tokens of 16-byte loads, at a register count (168 for a group of
+/// 4) that lets three blocks share an SM; 8 tokens need ~246 registers (two blocks).
+constexpr int kTokensPerIter8Bit = 4;
 
 template <int HD, int MAXG, kv_storage S, int U>
 cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {

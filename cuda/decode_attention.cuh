@@ -194,7 +194,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     } else {
       // Token-major: decode one token's 8 K codes and score it for every query head, so only
-      // 8 decoded values are live at a time; the same for V after the softmax update.
+      // 8 decoded values are live at a time; the same for V after the softmax update. Scores
+      // are computed for all MAXG heads without a branch (q is 0 past ng), so that the
+      // U x MAXG shuffle reductions interleave instead of running one after the other.
       float p[MAXG][U];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -202,23 +204,20 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         kv_chunk_to_float<S>(kr[u], kf);
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) {
-          if (g < ng) {  // uniform over the block
-            float dot = 0.0f;
+          float dot = 0.0f;
 #pragma unroll
-            for (int i = 0; i < 8; ++i) dot += q[g][i] * kf[i];
+          for (int i = 0; i < 8; ++i) dot += q[g][i] * kf[i];
 #pragma unroll
-            for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-            p[g][u] = t0 + u < end ? dot * ks[u] : -INFINITY;
-          }
+          for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+          p[g][u] = t0 + u < end ? dot * ks[u] : -INFINITY;
         }
       }
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) {
-        if (g >= ng) break;
-        float mx = m[g];
+        float mx = g < ng ? m[g] : -INFINITY;
 #pragma unroll
         for (int u = 0; u < U; ++u) mx = fmaxf(mx, p[g][u]);
-        if (mx == -INFINITY) {  // no valid token seen yet by this sub-warp
+        if (g >= ng || mx == -INFINITY) {  // no such head, or no valid token seen yet
 #pragma unroll
           for (int u = 0; u < U; ++u) p[g][u] = 0.0f;
           continue;
@@ -242,10 +241,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         kv_chunk_to_float<S>(vr[u], vf);
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) {
-          if (g < ng) {
 #pragma unroll
-            for (int i = 0; i < 8; ++i) acc[g][i] += p[g][u] * vf[i];
-          }
+          for (int i = 0; i < 8; ++i) acc[g][i] += p[g][u] * vf[i];
         }
       }
     }

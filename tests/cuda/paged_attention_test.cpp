@@ -134,9 +134,9 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
     for (int h = 0; h < H; ++h)
       if (lens[s] > 0)
         refs[s * H + h] = w.reference(q.data() + (s * H + h) * hd, s, h, lens[s], scale);
-  // 8-bit pools also run with 4 tokens per sub-warp iteration (the default is 8).
+  // 8-bit pools also run with 8 tokens per sub-warp iteration (the default is 4).
   const std::vector<int> per_iter =
-      dtype == kv_cache_dtype::kBf16 ? std::vector<int>{0} : std::vector<int>{0, 4};
+      dtype == kv_cache_dtype::kBf16 ? std::vector<int>{0} : std::vector<int>{0, 8};
   for (const int tokens_per_iter : per_iter)
     for (int splits : {1, 5, 32}) {
       device_buffer<float> d_po, d_pml;
