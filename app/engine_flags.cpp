@@ -164,10 +164,14 @@ result<std::unique_ptr<engine>> start_engine(
   }
   auto kv_dtype = parse_kv_cache_dtype(flags.kv_cache_dtype);
   if (!kv_dtype) return kv_dtype.error();
-  auto loaded = load_model(path, format.value(), flags.seed);
+  const bool on_gpu = want_cuda(flags);
+  // `--load-format dummy` on the GPU: the CUDA backend draws its weights on the device, so only
+  // config and tokenizer are read (a host fp32 copy of Llama-3-8B would take 32 GB).
+  const bool dummy_on_device = on_gpu && format.value() == load_format::kDummy;
+  auto loaded = dummy_on_device ? load_model_without_weights(path, format.value())
+                                : load_model(path, format.value(), flags.seed);
   if (!loaded) return loaded.error();
   loaded_model& model = loaded.value();
-  const bool on_gpu = want_cuda(flags);
   engine_config config = make_engine_config(flags, model.config, on_gpu);
   if (config.max_model_len > model.config.max_position_embeddings) {
     return status(status_code::kInvalidArgument,
@@ -187,7 +191,8 @@ result<std::unique_ptr<engine>> start_engine(
     cuda_config.max_num_batched_tokens = flags.max_num_batched_tokens;
     cuda_config.enforce_eager = flags.enforce_eager;
     cuda_config.kv_dtype = kv_dtype.value();
-    auto made = make_cuda_backend(cuda_config, model.config, model.weights);
+    auto made = dummy_on_device ? make_cuda_backend_dummy(cuda_config, model.config, flags.seed)
+                                : make_cuda_backend(cuda_config, model.config, model.weights);
     if (!made) return made.error();
     chosen = std::move(made.value());
 #endif

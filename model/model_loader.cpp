@@ -95,7 +95,11 @@ status gguf_tokenizer_and_template(const gguf_file& file, loaded_model& out) {
   return status::ok();
 }
 
-result<loaded_model> load_gguf(const std::string& path, bool dummy, std::uint64_t seed) {
+/// Where a model's weights come from: its file, random values on the host, or nowhere (the
+/// backend makes its own).
+enum class weight_source { kFile, kDummy, kNone };
+
+result<loaded_model> load_gguf(const std::string& path, weight_source source, std::uint64_t seed) {
   auto file = gguf_file::open(path);
   if (!file) return file.error();
   loaded_model out;
@@ -104,9 +108,9 @@ result<loaded_model> load_gguf(const std::string& path, bool dummy, std::uint64_
   out.config = std::move(config).value();
   if (out.config.name.empty()) out.config.name = fs::path(path).stem().string();
   if (status s = gguf_tokenizer_and_template(*file, out); !s) return s;
-  if (dummy) {
+  if (source == weight_source::kDummy) {
     out.weights = make_dummy_weights(out.config, seed);
-  } else {
+  } else if (source == weight_source::kFile) {
     auto weights = load_gguf_weights(*file, out.config);
     if (!weights) return weights.error();
     out.weights = std::move(weights).value();
@@ -114,7 +118,8 @@ result<loaded_model> load_gguf(const std::string& path, bool dummy, std::uint64_
   return out;
 }
 
-result<loaded_model> load_hf_folder(const std::string& path, bool dummy, std::uint64_t seed) {
+result<loaded_model> load_hf_folder(const std::string& path, weight_source source,
+                                    std::uint64_t seed) {
   loaded_model out;
   auto config = read_hf_config(path);
   if (!config) return config.error();
@@ -138,9 +143,9 @@ result<loaded_model> load_hf_folder(const std::string& path, bool dummy, std::ui
       tmpl ? std::move(tmpl).value()
            : chat_template(chat_template_family::kChatMl, std::nullopt, tok_info->bos_text,
                            tok_info->eos_text));
-  if (dummy) {
+  if (source == weight_source::kDummy) {
     out.weights = make_dummy_weights(out.config, seed);
-  } else {
+  } else if (source == weight_source::kFile) {
     auto weights = load_hf_weights(path, out.config);
     if (!weights) return weights.error();
     out.weights = std::move(weights).value();
@@ -148,10 +153,8 @@ result<loaded_model> load_hf_folder(const std::string& path, bool dummy, std::ui
   return out;
 }
 
-}  // namespace
-
-result<loaded_model> load_model(const std::string& path, load_format format,
-                                std::uint64_t dummy_seed) {
+result<loaded_model> load_any(const std::string& path, load_format format, weight_source source,
+                              std::uint64_t seed) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     return status(status_code::kNotFound, "model path '" + path + "' does not exist");
@@ -161,19 +164,31 @@ result<loaded_model> load_model(const std::string& path, load_format format,
   if (format == load_format::kAuto || format == load_format::kDummy) {
     kind = is_dir ? load_format::kSafetensors : load_format::kGguf;
   }
-  const bool dummy = format == load_format::kDummy;
   if (kind == load_format::kGguf) {
     if (is_dir) {
       return status(status_code::kInvalidArgument,
                     "'" + path + "' is a folder; --load-format gguf needs a .gguf file");
     }
-    return load_gguf(path, dummy, dummy_seed);
+    return load_gguf(path, source, seed);
   }
   if (!is_dir) {
     return status(status_code::kInvalidArgument,
                   "'" + path + "' is a file; --load-format safetensors needs an HF model folder");
   }
-  return load_hf_folder(path, dummy, dummy_seed);
+  return load_hf_folder(path, source, seed);
+}
+
+}  // namespace
+
+result<loaded_model> load_model(const std::string& path, load_format format,
+                                std::uint64_t dummy_seed) {
+  return load_any(path, format,
+                  format == load_format::kDummy ? weight_source::kDummy : weight_source::kFile,
+                  dummy_seed);
+}
+
+result<loaded_model> load_model_without_weights(const std::string& path, load_format format) {
+  return load_any(path, format, weight_source::kNone, 0);
 }
 
 }  // namespace kvserve

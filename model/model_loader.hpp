@@ -37,6 +37,12 @@ struct loaded_model {
 result<loaded_model> load_model(const std::string& path, load_format format,
                                 std::uint64_t dummy_seed = 0);
 
+/// Config, tokenizer and chat template of `path` as load_model reads them, with `weights` left
+/// empty: for backends that draw their own weights on the device (`--load-format dummy` with
+/// make_cuda_backend_dummy), so that no host copy of a large model's weights is ever made.
+/// kDummy and kAuto pick the file kind as load_model does. Same errors as load_model.
+result<loaded_model> load_model_without_weights(const std::string& path, load_format format);
+
 /// The default model: `$KVSERVE_MODEL` if set (and existing), else
 /// models/SmolLM2-135M-Instruct.Q4_1.gguf beside the build tree, searched in the folders above
 /// the running executable (build/bin/kvserve -> ../../models) and above the working directory.

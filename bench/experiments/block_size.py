@@ -29,6 +29,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     sc.add_common_args(p)
     p.add_argument("--block-sizes", default="2,4,8,16,32,64")
+    p.add_argument("--workloads", default="shared-prefix,multi-turn", help="comma-separated")
     p.add_argument("--rate", default="2", help="sessions/s")
     p.add_argument("--system-len", type=int, default=200)
     p.add_argument("--groups", type=int, default=4)
@@ -38,12 +39,14 @@ def main():
     p.add_argument("--question-len", type=int, default=40)
     p.add_argument("--output-len", type=int, default=16)
     args = p.parse_args()
-    if args.backend == "openai-completions":
+    if args.backend == "openai-completions" and "multi-turn" in args.workloads:
         p.error("multi-turn needs --backend ws or openai-chat")
     if not args.plot_only:
         runs = []
         for bs in args.block_sizes.split(","):
             for wl, flags in workloads(args).items():
+                if wl not in args.workloads.split(","):
+                    continue
                 with sc.Server(args, ["--block-size", bs], f"{NAME}-{bs}-{wl}") as server:
                     r = sc.run_bench(args, server, flags + ["--seed", "1", "--label",
                                                             f"block={bs} {wl}",

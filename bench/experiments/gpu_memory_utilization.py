@@ -2,10 +2,12 @@
 """--gpu-memory-utilization against the concurrency and throughput it allows (GPU backend).
 
 For each utilisation, a random workload sent all at once (bounded by --num-prompts) measures
-the output throughput; the server's log line with the KV blocks that fit and the peak of
-kvserve_num_requests_running are not read here: the throughput curve is the result."""
+the output throughput, while /metrics is polled for the KV pool's size (the sum of
+kvserve_kv_cache_blocks over its states, times the block size), the peak of
+kvserve_num_requests_running (the concurrency the pool allowed) and of the KV cache usage."""
 
 import argparse
+import sys
 
 import serve_common as sc
 
@@ -20,30 +22,58 @@ def main():
     p.add_argument("--num-prompts", type=int, default=512)
     p.add_argument("--input-len", type=int, default=1024)
     p.add_argument("--output-len", type=int, default=256)
+    p.add_argument("--block-size", type=int, default=16, help="the server's (for KV tokens)")
     args = p.parse_args()
     if not args.plot_only:
         runs = []
         for u in args.utilizations.split(","):
-            with sc.Server(args, ["--gpu-memory-utilization", u], f"{NAME}-{u}") as server:
-                r = sc.run_bench(args, server, [
-                    "--workload", "random", "--num-prompts", str(args.num_prompts),
-                    "--random-input-len", str(args.input_len), "--random-output-len",
-                    str(args.output_len), "--request-rate", "inf", "--seed", "1",
-                    "--label", f"util={u}", "--no-save-requests"])
-                runs.append({"utilization": float(u), "result": r})
+            flags = ["--gpu-memory-utilization", u, "--block-size", str(args.block_size)]
+            try:
+                server = sc.Server(args, flags, f"{NAME}-{u}").__enter__()
+            except RuntimeError as e:  # e.g. too little memory for one max-length sequence
+                print(f"util={u}: {e}", file=sys.stderr)
+                runs.append({"utilization": float(u), "error": str(e)})
+                continue
+            with server:
+                blocks = sc.scrape(server.port).get("kvserve_kv_cache_blocks", 0.0)
+                with sc.MetricsPoller(server.port) as poll:
+                    r = sc.run_bench(args, server, [
+                        "--workload", "random", "--num-prompts", str(args.num_prompts),
+                        "--random-input-len", str(args.input_len), "--random-output-len",
+                        str(args.output_len), "--request-rate", "inf", "--seed", "1",
+                        "--label", f"util={u}", "--no-save-requests"])
+                runs.append({"utilization": float(u), "kv_blocks": int(blocks),
+                             "kv_tokens": int(blocks) * args.block_size, **poll.result(),
+                             "result": r})
         sc.save(args, NAME, {"experiment": NAME, "runs": runs})
     plot(args, sc.load(args, NAME))
 
 
 def plot(args, exp):
     plt = sc.pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    rs = sorted(exp["runs"], key=lambda r: r["utilization"])
-    ax.plot([r["utilization"] for r in rs], [r["result"]["output_throughput"] for r in rs],
-            marker="o")
-    ax.set(xlabel="--gpu-memory-utilization", ylabel="output tokens/s",
-           title="memory utilisation against throughput")
-    ax.grid(True, alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rs = sorted((r for r in exp["runs"] if "result" in r), key=lambda r: r["utilization"])
+    us = [r["utilization"] for r in rs]
+    axes[0].plot(us, [r["result"]["output_throughput"] for r in rs], marker="o",
+                 label="output tokens/s")
+    axes[0].plot(us, [r["result"]["total_token_throughput"] for r in rs], marker="s",
+                 label="prompt + output tokens/s")
+    axes[0].set(xlabel="--gpu-memory-utilization", ylabel="tokens/s",
+                title="memory utilisation against throughput")
+    if rs and "peak_running" in rs[0]:
+        axes[1].plot(us, [r["peak_running"] for r in rs], marker="o",
+                     label="peak running requests (/metrics)")
+        w = rs[0]["result"]["workload"]
+        per_req = w.get("input_len", 0) + w.get("output_len", 0)
+        if per_req:
+            axes[1].plot(us, [r["kv_tokens"] / per_req for r in rs], marker="s", linestyle="--",
+                         label=f"KV tokens / {per_req} (requests that fit)")
+        axes[1].set_yscale("log")
+    axes[1].set(xlabel="--gpu-memory-utilization", ylabel="requests",
+                title="concurrency the KV pool allows")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     sc.footer(fig, exp)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(sc.img_path(args, NAME), dpi=120)

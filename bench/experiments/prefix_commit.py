@@ -17,35 +17,52 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     sc.add_common_args(p)
     p.add_argument("--rates", default="1,2,4,8", help="sessions/s, comma-separated")
+    p.add_argument("--modes", default=",".join(m for m, _ in MODES),
+                   help="comma-separated subset of early, finish, no-prefix-caching")
     p.add_argument("--groups", type=int, default=4)
     p.add_argument("--prompts-per-group", type=int, default=6)
     p.add_argument("--system-len", type=int, default=256)
     p.add_argument("--question-len", type=int, default=16)
     p.add_argument("--output-len", type=int, default=16)
+    p.add_argument("--one-server-per-mode", action="store_true",
+                   help="one server for all rates of a mode (each rate draws other system "
+                        "prompts, so no rate finds another's prefixes); saves server starts")
     args = p.parse_args()
     if not args.plot_only:
+        modes = [m for m in MODES if m[0] in args.modes.split(",")]
+        rates = args.rates.split(",")
         runs = []
-        for mode, flags in MODES:
-            for rate in args.rates.split(","):
-                # A fresh server per point: every point starts from an empty cache.
-                with sc.Server(args, flags, f"{NAME}-{mode}-{rate}") as server:
-                    r = sc.run_bench(args, server, [
-                        "--workload", "shared-prefix",
-                        "--shared-prefix-groups", str(args.groups),
-                        "--shared-prefix-prompts-per-group", str(args.prompts_per_group),
-                        "--shared-prefix-system-len", str(args.system_len),
-                        "--shared-prefix-question-len", str(args.question_len),
-                        "--shared-prefix-output-len", str(args.output_len),
-                        "--request-rate", rate, "--seed", "1", "--label", f"{mode} rate={rate}"])
-                    runs.append({"mode": mode, "rate": float(rate),
-                                 "result": sc.strip_requests(r)})
+
+        def one(server, mode, i, rate):
+            # On a shared server each rate has its own seed: other system prompts.
+            seed = 1 + i if args.one_server_per_mode else 1
+            r = sc.run_bench(args, server, [
+                "--workload", "shared-prefix",
+                "--shared-prefix-groups", str(args.groups),
+                "--shared-prefix-prompts-per-group", str(args.prompts_per_group),
+                "--shared-prefix-system-len", str(args.system_len),
+                "--shared-prefix-question-len", str(args.question_len),
+                "--shared-prefix-output-len", str(args.output_len),
+                "--request-rate", rate, "--seed", str(seed), "--label", f"{mode} rate={rate}"])
+            runs.append({"mode": mode, "rate": float(rate), "result": sc.strip_requests(r)})
+
+        for mode, flags in modes:
+            if args.one_server_per_mode:
+                with sc.Server(args, flags, f"{NAME}-{mode}") as server:
+                    for i, rate in enumerate(rates):
+                        one(server, mode, i, rate)
+            else:
+                for i, rate in enumerate(rates):
+                    # A fresh server per point: every point starts from an empty cache.
+                    with sc.Server(args, flags, f"{NAME}-{mode}-{rate}") as server:
+                        one(server, mode, i, rate)
         sc.save(args, NAME, {"experiment": NAME, "runs": runs})
     plot(args, sc.load(args, NAME))
 
 
 def plot(args, exp):
     plt = sc.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for mode, _ in MODES:
         rs = sorted((r for r in exp["runs"] if r["mode"] == mode), key=lambda r: r["rate"])
         if not rs:
@@ -62,6 +79,18 @@ def plot(args, exp):
             xs = sorted(t * 1000 for t in top)
             axes[2].step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post",
                          label=f"{mode} @ {mid['rate']:g}/s")
+    # Issue 9's check: reuse cuts the median TTFT at least 5x against no prefix caching.
+    for mode in ("early", "finish"):
+        base = {r["rate"]: r["result"]["ttft_ms"]["median"] for r in exp["runs"]
+                if r["mode"] == "no-prefix-caching"}
+        pts = sorted((r["rate"], base[r["rate"]] / r["result"]["ttft_ms"]["median"])
+                     for r in exp["runs"] if r["mode"] == mode and r["rate"] in base
+                     and r["result"]["ttft_ms"]["median"] > 0)
+        if pts:
+            axes[3].plot(*zip(*pts), marker="o", label=mode)
+    axes[3].axhline(5, color="gray", linestyle="--", label="5x")
+    axes[3].set(xlabel="request rate (req/s)", ylabel="median TTFT ratio", yscale="log",
+                title="no-prefix-caching / mode")
     axes[0].set(xlabel="request rate (req/s)", ylabel="median TTFT (ms)", yscale="log",
                 title="TTFT against rate")
     axes[1].set(xlabel="request rate (req/s)", ylabel="tokens/s (prompt + output)",

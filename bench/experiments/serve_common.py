@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -66,6 +67,9 @@ def free_port() -> int:
 
 
 def git_commit() -> str:
+    """HEAD's short hash, or $KVSERVE_COMMIT where the tree has no .git (the GPU machine)."""
+    if os.environ.get("KVSERVE_COMMIT"):
+        return os.environ["KVSERVE_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10)
@@ -93,6 +97,74 @@ def machine() -> str:
     return f"{distro}, {os.cpu_count()} cores, {cpu}"
 
 
+def gpu_name() -> str:
+    """The first GPU's name and memory as nvidia-smi reports them, or "" without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else ""
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return ""
+
+
+def scrape(port: int) -> dict:
+    """GET /metrics as {name: summed value over label sets}; {} when it fails."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            pass
+    return out
+
+
+class MetricsPoller:
+    """Polls /metrics while a run goes on and keeps the peaks of the running-request count and
+    of the KV cache usage (context manager)."""
+
+    def __init__(self, port: int, period_s: float = 0.2):
+        self.port, self.period_s = port, period_s
+        self.peak_running = 0.0
+        self.peak_kv_usage = 0.0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            m = scrape(self.port)
+            if m:
+                self.samples += 1
+                self.peak_running = max(self.peak_running,
+                                        m.get("kvserve_num_requests_running", 0.0))
+                self.peak_kv_usage = max(self.peak_kv_usage,
+                                         m.get("kvserve_kv_cache_usage_ratio", 0.0))
+            self._stop.wait(self.period_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return False
+
+    def result(self) -> dict:
+        return {"peak_running": self.peak_running, "peak_kv_cache_usage": self.peak_kv_usage,
+                "samples": self.samples}
+
+
 class Server:
     """`kvserve serve` on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit."""
 
@@ -105,21 +177,25 @@ class Server:
         log_dir.mkdir(exist_ok=True)
         self.log_path = log_dir / f"{log_name}.log"
         self.proc = None
+        self.start_s = 0.0
 
     def __enter__(self):
         self.log = open(self.log_path, "w")
         print("$ " + " ".join(self.cmd), file=sys.stderr, flush=True)
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.args.server_timeout
+        started = time.monotonic()
+        deadline = started + self.args.server_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kvserve serve exited with {self.proc.returncode}; "
                                    f"see {self.log_path}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    self.start_s = time.monotonic() - started
+                    print(f"server up in {self.start_s:.1f} s", file=sys.stderr, flush=True)
                     return self
             except OSError:
-                time.sleep(0.5)
+                time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"kvserve serve did not answer /health; see {self.log_path}")
 
@@ -153,6 +229,7 @@ def run_bench(args, server: Server, bench_flags: list, timeout: float = 900) -> 
     tmp.unlink()
     result["bench_command"] = " ".join(["kvserve"] + cmd[1:4] + ["URL"] + cmd[5:])
     result["server_command"] = " ".join(["kvserve"] + server.cmd[1:])
+    result["server_start_s"] = round(server.start_s, 2)
     return result
 
 
@@ -160,6 +237,8 @@ def save(args, name: str, experiment: dict) -> Path:
     experiment.setdefault("commit", git_commit())
     experiment.setdefault("machine", machine())
     experiment.setdefault("device", args.device)
+    if args.device == "cuda":
+        experiment.setdefault("gpu", gpu_name())
     experiment.setdefault("script", " ".join(["python3", "bench/experiments/" + name + ".py"] +
                                              sys.argv[1:]))
     path = out_path(args, name)
@@ -184,7 +263,8 @@ def pyplot():
 
 def footer(fig, experiment: dict) -> None:
     """Every figure names its machine and commit."""
-    fig.text(0.01, 0.005, f"{experiment.get('device', '')} | {experiment.get('machine', '')} | "
+    where = experiment.get("gpu") or experiment.get("device", "")
+    fig.text(0.01, 0.005, f"{where} | {experiment.get('machine', '')} | "
              f"commit {experiment.get('commit', '')}", fontsize=6, color="gray")
 
 

@@ -117,6 +117,16 @@ bench_summary summarize_run(const std::vector<request_outcome>& outcomes, double
   s.token_counts_match = server.available &&
                          (server_prompt == all_prompt || s.server_counts_uncached_prompt_tokens) &&
                          std::llround(server.generation_tokens) == all_output;
+  s.hit_rate_diff_points = 100.0 * std::fabs(s.client_prefix_hit_rate - server.prefix_hit_rate());
+  s.checks_comparable = server.available && server.preemptions == 0;
+  if (!server.available) {
+    s.check_verdict = "no metrics";
+  } else if (!s.checks_comparable) {
+    s.check_verdict =
+        "not comparable: " + std::to_string(std::llround(server.preemptions)) + " preemptions";
+  } else {
+    s.check_verdict = s.token_counts_match && s.hit_rate_diff_points <= 0.5 ? "pass" : "fail";
+  }
   return s;
 }
 
@@ -162,9 +172,14 @@ std::string report_json(const bench_config& config, const bench_summary& s,
     server["preemptions"] = s.server.preemptions;
     server["evictions"] = s.server.evictions;
     server["token_counts_match"] = s.token_counts_match;
-    server["prompt_tokens_counted"] = s.server_counts_uncached_prompt_tokens ? "uncached" : "all";
+    server["prompt_tokens_counted"] = s.server_counts_uncached_prompt_tokens ? "uncached"
+                                      : s.token_counts_match                 ? "all"
+                                                                             : "neither";
+    server["hit_rate_diff_points"] = s.hit_rate_diff_points;
+    server["checks_comparable"] = s.checks_comparable;
   }
   j["server"] = std::move(server);
+  j["check"] = s.check_verdict;
   if (config.save_requests) {
     json reqs = json::array();
     for (const request_outcome& o : outcomes) {
@@ -225,6 +240,12 @@ std::string report_table(const bench_config& config, const bench_summary& s) {
     row("Prefix hit rate, /metrics (%):", "%.2f", 100.0 * s.server.prefix_hit_rate());
     std::snprintf(line, sizeof line, "%-40s %14s\n",
                   "Token counts equal /metrics:", s.token_counts_match ? "yes" : "no");
+    out += line;
+    std::snprintf(line, sizeof line, "%-40s %14s\n", "Prompt tokens counted by /metrics:",
+                  s.server_counts_uncached_prompt_tokens ? "uncached" : "all");
+    out += line;
+    std::snprintf(line, sizeof line, "Checks (counts equal, hit rates within 0.5 pt): %s\n",
+                  s.check_verdict.c_str());
     out += line;
   }
   auto block = [&](const char* name, const char* unit, const distribution_summary& d) {

@@ -36,6 +36,16 @@ struct bench_summary {
   /// The server's kvserve_prompt_tokens_total matched the prompt tokens the prefix cache did
   /// not serve (it counts computed prompt tokens), rather than all prompt tokens.
   bool server_counts_uncached_prompt_tokens = false;
+  /// |usage hit rate - /metrics hit rate| in percentage points (issue 9: at most 0.5).
+  double hit_rate_diff_points = 0;
+  /// The two checks (token counts, hit rates) are well defined on this run: /metrics was read
+  /// and the server preempted nothing. kvserve computes a preempted request's prompt again and
+  /// looks its prefix up again when it is re-admitted, and counts both again in
+  /// kvserve_prompt_tokens_total and kvserve_prefix_cache_queries_tokens_total, while the
+  /// request's usage reports the first admission only.
+  bool checks_comparable = false;
+  /// "pass", "fail", "not comparable: N preemptions" or "no metrics": both checks together.
+  std::string check_verdict;
   std::vector<std::string> first_errors;  ///< up to 10 distinct errors
 };
 

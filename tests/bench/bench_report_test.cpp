@@ -67,6 +67,37 @@ TEST(BenchReportTest, SummaryAggregatesCompletedRequests) {
   EXPECT_FALSE(summarize_run(sample_outcomes(), 2.0, server).token_counts_match);
 }
 
+TEST(BenchReportTest, ChecksNeedMetricsAndNoPreemption) {
+  server_counters server;
+  EXPECT_EQ(summarize_run(sample_outcomes(), 2.0, server).check_verdict, "no metrics");
+  server.available = true;
+  server.prompt_tokens = 120;  // computed tokens: 200 prompt - 80 cached
+  server.generation_tokens = 22;
+  server.prefix_hits_tokens = 80;
+  server.prefix_queries_tokens = 200;
+  auto s = summarize_run(sample_outcomes(), 2.0, server);
+  EXPECT_TRUE(s.checks_comparable);
+  EXPECT_NEAR(s.hit_rate_diff_points, 0.0, 1e-12);
+  EXPECT_EQ(s.check_verdict, "pass");
+
+  server.prefix_queries_tokens = 203;  // 39.4%: 0.59 points off
+  s = summarize_run(sample_outcomes(), 2.0, server);
+  EXPECT_NEAR(s.hit_rate_diff_points, 100 * (0.4 - 80.0 / 203), 1e-9);
+  EXPECT_EQ(s.check_verdict, "fail");
+  server.prefix_queries_tokens = 201;  // 0.2 points off
+  EXPECT_EQ(summarize_run(sample_outcomes(), 2.0, server).check_verdict, "pass");
+
+  // A preempted request is looked up and computed again on re-admission: the server's
+  // counters then exceed the requests' usage, and the checks say why they do not apply.
+  server.preemptions = 2;
+  server.prompt_tokens = 180;
+  server.prefix_queries_tokens = 300;
+  s = summarize_run(sample_outcomes(), 2.0, server);
+  EXPECT_FALSE(s.checks_comparable);
+  EXPECT_FALSE(s.token_counts_match);
+  EXPECT_EQ(s.check_verdict, "not comparable: 2 preemptions");
+}
+
 TEST(BenchReportTest, JsonHasConfigSummaryAndRequests) {
   bench_config config;
   config.workload.kind = workload_kind::kSharedPrefix;
@@ -80,6 +111,7 @@ TEST(BenchReportTest, JsonHasConfigSummaryAndRequests) {
   EXPECT_EQ(j["workload"]["system_len"], config.workload.shared_prefix_system_len);
   EXPECT_EQ(j["completed"], 2);
   EXPECT_EQ(j["server"]["available"], false);
+  EXPECT_EQ(j["check"], "no metrics");
   EXPECT_NEAR(j["ttft_ms"]["median"].get<double>(), 60.0, 1e-9);
   ASSERT_EQ(j["requests"].size(), 3u);
   EXPECT_EQ(j["requests"][2]["error"], "timeout");
