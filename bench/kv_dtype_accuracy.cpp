@@ -7,10 +7,15 @@
 //      teacher-forced position computes the very logits a free-running decode step would,
 //      until the first differing token; --verify reruns free-running greedy to show it);
 //  (b) the perplexity of a fixed English text (Debian's GPL-3 by default) under each dtype,
-//      in windows of --window tokens, each evaluated from position 0.
+//      in windows of --window tokens, each evaluated from position 0;
+//  (c) capacity, measured: a pool sized for --capacity-mib MiB in each dtype, every slot
+//      written, and the growth of the process's resident memory over it (a model with the
+//      loaded model's KV shapes -- layers, KV heads, head_dim -- and a tiny rest, so that
+//      filling is quick).
 // Prints markdown tables. Usage:
 //   kv_dtype_accuracy [--model PATH] [--threads N] [--gen N] [--ppl-tokens N] [--window W]
-//                     [--text PATH] [--block-size B] [--no-verify]
+//                     [--text PATH] [--block-size B] [--no-verify] [--capacity-mib M]
+//                     [--only-generation | --only-perplexity | --only-capacity]
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "model/cpu_backend.hpp"
+#include "model/dummy_weights.hpp"
 #include "model/kv_cache_dtype.hpp"
 #include "model/model_loader.hpp"
 #include "model/tokenizer.hpp"
@@ -46,6 +52,7 @@ struct options {
   int block_size = 16;
   int chunk = 128;  // tokens per teacher-forced step
   bool verify = true;
+  int capacity_mib = 256;
 };
 
 constexpr kv_cache_dtype kDtypes[] = {kv_cache_dtype::kFp32, kv_cache_dtype::kBf16,
@@ -236,7 +243,9 @@ void generation_accuracy(const loaded_model& m, const options& o) {
   std::printf(
       "\nFirst generated token where free-running greedy output leaves the bf16 "
       "reference (1 = the first token after the prompt):\n\n");
-  std::printf("| cache | first divergence | checked by free-running greedy |\n|---|---|---|\n");
+  std::printf(
+      "| cache | first divergence | bf16's top-1 minus top-2 logit there | checked by "
+      "free-running greedy |\n|---|---|---|---|\n");
   for (const auto& [dtype, first] : divergence) {
     std::string check = "no (--no-verify or diverges late)";
     if (o.verify && first >= 0 && first < 200) {
@@ -248,9 +257,19 @@ void generation_accuracy(const loaded_model& m, const options& o) {
                                         : "MISMATCH (the teacher-forced position is wrong)";
     }
     if (first < 0) {
-      std::printf("| %s | none in %d tokens | - |\n", to_string(dtype), o.gen);
+      std::printf("| %s | none in %d tokens | - | - |\n", to_string(dtype), o.gen);
     } else {
-      std::printf("| %s | token %d | %s |\n", to_string(dtype), first + 1, check.c_str());
+      // How close the reference's own choice was: the gap to its runner-up.
+      const float* row = ref_logits.data() + static_cast<std::size_t>(P - 1 + first) * vocab;
+      const std::int32_t top = ref_top1[P - 1 + first];
+      float second = -std::numeric_limits<float>::infinity();
+      for (int v = 0; v < vocab; ++v) {
+        if (v != top && !std::binary_search(stop.begin(), stop.end(), v)) {
+          second = std::max(second, row[v]);
+        }
+      }
+      std::printf("| %s | token %d | %.4f | %s |\n", to_string(dtype), first + 1, row[top] - second,
+                  check.c_str());
     }
   }
   const std::vector<std::int32_t> generated(tokens.begin() + P, tokens.end());
@@ -320,6 +339,88 @@ void perplexity(const loaded_model& m, const options& o) {
   }
 }
 
+// Resident memory of this process in bytes (VmRSS), 0 if unknown.
+std::size_t resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+  }
+  return 0;
+}
+
+// Part (c).
+void capacity(const loaded_model& m, const options& o) {
+  model_config c = m.config;  // its KV shapes: layers, KV heads, head_dim
+  c.num_heads = c.num_kv_heads;
+  c.hidden_size = 64;
+  c.intermediate_size = 64;
+  c.vocab_size = 256;
+  c.tie_word_embeddings = true;
+  c.attention_bias = false;
+  const model_weights weights = make_dummy_weights(c, 1);
+  const std::size_t memory = static_cast<std::size_t>(o.capacity_mib) << 20;
+  const int bs = o.block_size;
+  std::printf(
+      "\n### (c) Capacity at --kv-cache-memory %d MiB (%d layers, %d KV heads, head_dim %d, "
+      "block size %d)\n\n",
+      o.capacity_mib, c.num_layers, c.num_kv_heads, c.head_dim, bs);
+  std::printf(
+      "The pool is allocated untouched and every slot then written: measured bytes/token is "
+      "the growth of resident memory over the writes divided by the tokens written (counted "
+      "after the first step of 8 blocks, which also allocates the step's scratch).\n\n");
+  std::printf(
+      "| cache | bytes/token (computed) | blocks | tokens | bytes/token (measured) | "
+      "tokens vs bf16 |\n|---|---|---|---|---|---|\n");
+  int bf16_tokens = 0;
+  for (kv_cache_dtype dtype : {kv_cache_dtype::kBf16, kv_cache_dtype::kFp32,
+                               kv_cache_dtype::kFp8E4m3, kv_cache_dtype::kInt8}) {
+    const int blocks = cpu_kv_blocks_for_memory(c, bs, memory, dtype);
+    cpu_backend_config bc;
+    bc.block_size = bs;
+    bc.num_kv_blocks = blocks;
+    bc.num_threads = o.threads;
+    bc.kv_dtype = dtype;
+    auto made = cpu_backend::create(bc, c, weights);
+    if (!made) fail(made.error().message());
+    cpu_backend& b = *made.value();
+    // Sequences of one block each, 8 in the first step and 64 in the others, until every
+    // block is written. The pool is
+    // allocated untouched, so resident memory grows as slots are written; counting from after
+    // the first step leaves out the step's own scratch, allocated then.
+    std::size_t after_first_step = 0;
+    int first_step_blocks = 0;
+    for (int first = 0; first < blocks;) {
+      const int step_blocks = std::min(blocks - first, first == 0 ? 8 : 64);
+      step_plan plan;
+      for (int blk = first; blk < first + step_blocks; ++blk) {
+        sequence_step s;
+        s.id = static_cast<seq_id>(blk);
+        for (int t = 0; t < bs; ++t) s.tokens.push_back((blk * 7 + t) % c.vocab_size);
+        s.block_table = {blk};
+        s.return_logits = logits_mode::kNone;
+        plan.seqs.push_back(std::move(s));
+      }
+      auto r = b.execute(plan);
+      if (!r) fail(r.error().message());
+      if (first == 0) {
+        after_first_step = resident_bytes();
+        first_step_blocks = step_blocks;
+      }
+      first += step_blocks;
+    }
+    const double grown = static_cast<double>(resident_bytes() - after_first_step);
+    const int measured_tokens = (blocks - first_step_blocks) * bs;
+    const int tokens = blocks * bs;
+    if (dtype == kv_cache_dtype::kBf16) bf16_tokens = tokens;
+    std::printf("| %s | %zu | %d | %d | %.0f | %.2fx |\n", to_string(dtype),
+                cpu_kv_bytes_per_token(c, dtype), blocks, tokens,
+                measured_tokens > 0 ? grown / measured_tokens : 0.0,
+                static_cast<double>(tokens) / bf16_tokens);
+    std::fflush(stdout);
+  }
+}
+
 int parse_int(const char* text, const char* flag) {
   char* end = nullptr;
   const long v = std::strtol(text, &end, 10);
@@ -333,7 +434,7 @@ int parse_int(const char* text, const char* flag) {
 
 int main(int argc, char** argv) {
   options o;
-  bool skip_generation = false, skip_perplexity = false;
+  bool run_generation = true, run_perplexity = true, run_capacity = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&] {
@@ -356,15 +457,20 @@ int main(int argc, char** argv) {
       o.block_size = parse_int(value(), "--block-size");
     } else if (a == "--no-verify") {
       o.verify = false;
+    } else if (a == "--capacity-mib") {
+      o.capacity_mib = parse_int(value(), "--capacity-mib");
     } else if (a == "--only-generation") {
-      skip_perplexity = true;
+      run_perplexity = run_capacity = false;
     } else if (a == "--only-perplexity") {
-      skip_generation = true;
+      run_generation = run_capacity = false;
+    } else if (a == "--only-capacity") {
+      run_generation = run_perplexity = false;
     } else {
-      std::fprintf(stderr,
-                   "usage: kv_dtype_accuracy [--model PATH] [--threads N] [--gen N] "
-                   "[--ppl-tokens N] [--window W] [--text PATH] [--block-size B] [--no-verify] "
-                   "[--only-generation | --only-perplexity]\n");
+      std::fprintf(
+          stderr,
+          "usage: kv_dtype_accuracy [--model PATH] [--threads N] [--gen N] "
+          "[--ppl-tokens N] [--window W] [--text PATH] [--block-size B] [--no-verify] "
+          "[--capacity-mib M] [--only-generation | --only-perplexity | --only-capacity]\n");
       return a == "--help" ? 0 : 2;
     }
   }
@@ -386,8 +492,9 @@ int main(int argc, char** argv) {
     std::printf(" %s %zu%s", to_string(dtype), cpu_kv_bytes_per_token(m.config, dtype),
                 dtype == kv_cache_dtype::kInt8 ? ".\n" : ",");
   }
-  if (!skip_generation) generation_accuracy(m, o);
-  if (!skip_perplexity) perplexity(m, o);
+  if (run_capacity) capacity(m, o);
+  if (run_generation) generation_accuracy(m, o);
+  if (run_perplexity) perplexity(m, o);
   std::fprintf(stderr, "total %.1f s\n", seconds_since(start));
   return 0;
 }
