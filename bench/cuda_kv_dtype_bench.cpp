@@ -291,6 +291,32 @@ double decode_ms(backend& b, int batch, int ctx, int steps = 25) {
   return median(times);
 }
 
+// Median host wall time of one prefill step of an n-token prompt (the LM head on its last token).
+double prefill_ms(backend& b, int n) {
+  const model_config& c = b.config();
+  step_plan p;
+  sequence_step q;
+  q.tokens.resize(n);
+  for (int i = 0; i < n; ++i) q.tokens[i] = (i * 17) % c.vocab_size;
+  q.block_table.resize(n / b.block_size() + 1);
+  for (std::size_t i = 0; i < q.block_table.size(); ++i) q.block_table[i] = static_cast<int>(i);
+  q.sample = true;
+  q.sampling.temperature = 0.0f;
+  p.seqs.push_back(q);
+  std::vector<double> times;
+  for (int it = 0; it < 6; ++it) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = b.execute(p);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!r) {
+      std::fprintf(stderr, "execute: %s\n", r.error().message().c_str());
+      std::exit(1);
+    }
+    if (it >= 1) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  return median(times);
+}
+
 void bench_capacity_and_decode() {
   const model_config c = llama3_8b();
   std::printf(
@@ -301,6 +327,7 @@ void bench_capacity_and_decode() {
     kv_cache_dtype dtype;
     double ms[4];
     double gap_median_us, gap_p10_us, gap_p90_us;
+    double prefill_ms;
   };
   const std::pair<int, int> loads[] = {{64, 1024}, {64, 4096}, {128, 1024}, {128, 2048}};
   std::vector<row> rows;
@@ -313,7 +340,7 @@ void bench_capacity_and_decode() {
                 b->kv_bytes_per_token(), b->num_kv_blocks(), tokens,
                 cuda_kv_pool_bytes(*b) / 1073741824.0, tokens / bf16_tokens,
                 std::floor(tokens / 8192));
-    row r{dtype, {}, 0, 0, 0};
+    row r{dtype, {}, 0, 0, 0, 0};
     for (int i = 0; i < 4; ++i) {
       const std::size_t before = cuda_step_gaps_us(*b).size();
       // Batch 64: also the GPU's idle time between consecutive decode steps, over 200 steps.
@@ -327,6 +354,7 @@ void bench_capacity_and_decode() {
         r.gap_p90_us = g.empty() ? 0 : g[g.size() * 9 / 10];
       }
     }
+    r.prefill_ms = prefill_ms(*b, 2048);
     rows.push_back(r);
   }
   std::printf(
@@ -344,6 +372,12 @@ void bench_capacity_and_decode() {
                   rows[0].ms[i] / r.ms[i]);
     }
   }
+  std::printf(
+      "\n| prefill of one 2,048-token prompt, Llama-3-8B dummy, block 16 | KV dtype | ms | vs "
+      "bf16 |\n|---|---|---|---|\n");
+  for (const auto& r : rows)
+    std::printf("| prefill | %s | %.2f | %.2fx |\n", to_string(r.dtype), r.prefill_ms,
+                rows[0].prefill_ms / r.prefill_ms);
   std::printf(
       "\n| GPU idle between consecutive decode steps (batch 64, ctx 1024, graphs; CUDA events "
       "around each step's device work, 200 steps, bench loop on the host) | KV dtype | median us | "
