@@ -1,6 +1,8 @@
 // The cache-manager actor: a thin shell around step_allocator (which wraps kv_cache_manager).
 
+#include <exception>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "actors/protocol.hpp"
@@ -21,9 +23,26 @@ cache_manager_actor::behavior_type cache_manager(
   self->state.allocator = std::move(allocator);
   return {
       [self](allocate_atom, const cache_step_request& request) -> cache_step_reply {
-        return self->state.allocator->apply(request);
+        // Exceptions never leave the actor: the allocator releases every live sequence and
+        // the scheduler fails the requests that held blocks, then keeps serving.
+        try {
+          return self->state.allocator->apply(request);
+        } catch (const std::exception& e) {
+          return self->state.allocator->fail(
+              request,
+              {status_code::kInternal, std::string("cache manager exception: ") + e.what()});
+        } catch (...) {
+          return self->state.allocator->fail(request,
+                                             {status_code::kInternal, "cache manager exception"});
+        }
       },
-      [self](stats_atom) -> cache_stats_snapshot { return self->state.allocator->stats(); },
+      [self](stats_atom) -> cache_stats_snapshot {
+        try {
+          return self->state.allocator->stats();
+        } catch (...) {
+          return {};
+        }
+      },
   };
 }
 

@@ -168,13 +168,13 @@ typename Inspector::result_type inspect(Inspector& f, block_request& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, block_commit& x) {
-  return f(caf::meta::type_name("block_commit"), x.id, x.start, x.tokens);
+  return f(caf::meta::type_name("block_commit"), x.id, x.start, x.tokens, x.defer);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_step_request& x) {
   return f(caf::meta::type_name("cache_step_request"), x.step_index, x.commits, x.releases, x.grows,
-           x.admits, x.probes);
+           x.admits, x.probes, x.release_all);
 }
 
 template <class Inspector>
@@ -193,7 +193,7 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats_snapshot& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_step_reply& x) {
   return f(caf::meta::type_name("cache_step_reply"), x.step_index, x.grows, x.admits, x.probes,
-           x.stats);
+           x.stats, x.error);
 }
 
 template <class Inspector>

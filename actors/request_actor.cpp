@@ -40,6 +40,14 @@ request_actor::behavior_type request_fn(self_ptr self, sequence_submission submi
   self->send(st.config.scheduler, submit_atom::value, std::move(submission),
              caf::actor_cast<sequence_client_actor>(self));
   if (st.config.timeout) self->delayed_send(self, *st.config.timeout, timeout_atom::value);
+  // Safety net: should the scheduler stop, the stream still ends (with an error), never hangs.
+  self->monitor(st.config.scheduler);
+  self->set_down_handler([self](caf::down_msg&) {
+    auto& s = self->state;
+    emit(self, error_event{{status_code::kInternal, "the engine's scheduler stopped"}});
+    if (s.config.obs) s.config.obs->on_request_finished(s.state->report("error", clock::now()));
+    self->quit();
+  });
   return {
       [self](accepted_atom, request_id, std::int32_t prompt_tokens, std::int32_t cached) {
         emit(self, self->state.state->on_accepted(prompt_tokens, cached, clock::now()));

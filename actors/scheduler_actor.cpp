@@ -3,7 +3,9 @@
 //   -> apply_result, then the next step; client messages are handled in between.
 
 #include <chrono>
+#include <exception>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -19,14 +21,23 @@ using clock = std::chrono::steady_clock;
 constexpr auto kRetryDelay = std::chrono::milliseconds(1);
 
 struct scheduler_state {
+  scheduler_config config;
   std::unique_ptr<scheduler_policy> policy;
   cache_manager_actor cache;
   worker_actor worker;
   std::shared_ptr<observer> obs;
   std::shared_ptr<stats_board> board;
   std::unordered_map<request_id, sequence_client_actor> clients;
-  bool busy = false;
+  bool busy = false;  // a cache request or a worker step is in flight
   bool retry_pending = false;
+  // Recovery from an exception in the scheduler itself: every request live at that moment
+  // fails once the in-flight message has come back and the cache manager has released every
+  // sequence; requests submitted meanwhile go to a fresh policy and are served after that.
+  std::uint64_t epoch = 0;  // bumped by each recovery; replies of older epochs are dropped
+  bool recovering = false;
+  std::vector<std::pair<request_id, sequence_client_actor>> doomed;
+  status doom_error;
+  bool cache_lost = false;  // the cache manager actor is gone: nothing can be served
   cache_stats_snapshot cache_stats;
   std::uint64_t cuda_graph_replays = 0;
   std::uint64_t num_accepted = 0;
@@ -116,9 +127,91 @@ step_report describe(const step_plan& plan) {
 }
 
 void kick(self_ptr self);
+void recover(self_ptr self, status error);
+
+/// Runs `f`; an exception becomes a recovery (every live request fails with an error, the
+/// blocks are returned, the engine keeps serving new requests).
+template <class F>
+void guarded(self_ptr self, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    recover(self, {status_code::kInternal, std::string("scheduler exception: ") + e.what()});
+  } catch (...) {
+    recover(self, {status_code::kInternal, "scheduler exception"});
+  }
+}
+
+void fault_point(self_ptr self, const char* where) {
+  if (self->state.config.fault_hook) self->state.config.fault_hook(where);
+}
+
+/// Fails every request: used when the cache manager is gone. Never throws.
+void fail_everyone(self_ptr self, const status& error) noexcept {
+  auto& st = self->state;
+  try {
+    for (auto& [id, client] : st.clients)
+      self->send(client, failed_atom::value, id, error_info::from(error));
+    for (auto& [id, client] : st.doomed)
+      self->send(client, failed_atom::value, id, error_info::from(error));
+    st.clients.clear();
+    st.doomed.clear();
+    st.policy = std::make_unique<scheduler_policy>(st.config);
+  } catch (...) {
+  }
+}
+
+/// Recovery, once nothing is in flight: the cache manager releases every sequence, then the
+/// doomed requests get their error.
+void continue_recovery(self_ptr self) {
+  auto& st = self->state;
+  if (!st.recovering || st.busy) return;
+  cache_step_request request;
+  request.release_all = true;
+  st.busy = true;
+  const std::uint64_t epoch = st.epoch;
+  self->request(st.cache, caf::infinite, allocate_atom::value, std::move(request))
+      .then(
+          [self, epoch](cache_step_reply& reply) {
+            auto& st = self->state;
+            st.busy = false;
+            if (epoch != st.epoch) return continue_recovery(self);
+            st.cache_stats = reply.stats;
+            for (auto& [id, client] : st.doomed) {
+              self->send(client, failed_atom::value, id, error_info::from(st.doom_error));
+            }
+            st.doomed.clear();
+            st.recovering = false;
+            guarded(self, [&] { kick(self); });
+          },
+          [self](caf::error&) {
+            auto& st = self->state;
+            st.busy = false;
+            st.recovering = false;
+            st.cache_lost = true;
+            fail_everyone(self, {status_code::kInternal, "the cache manager stopped"});
+          });
+}
+
+void recover(self_ptr self, status error) {
+  auto& st = self->state;
+  try {
+    ++st.epoch;
+    for (auto& entry : st.clients) st.doomed.push_back(std::move(entry));
+    st.clients.clear();
+    if (!st.recovering) st.doom_error = std::move(error);
+    st.recovering = true;
+    st.retry_pending = false;
+    st.policy = std::make_unique<scheduler_policy>(st.config);
+    continue_recovery(self);
+  } catch (...) {
+    fail_everyone(self, {status_code::kInternal, "scheduler recovery failed"});
+  }
+}
 
 void on_executed(self_ptr self, step_report report, worker_outcome& out) {
   auto& st = self->state;
+  fault_point(self, "executed");
   std::vector<sequence_event> events =
       out.error ? st.policy->apply_result(out.result) : st.policy->fail_step(out.error);
   st.cuda_graph_replays = out.cuda_graph_replays;
@@ -128,18 +221,26 @@ void on_executed(self_ptr self, step_report report, worker_outcome& out) {
     st.obs->on_step(report);
   }
   deliver(self, events);
-  st.busy = false;
   publish(self);
   kick(self);
 }
 
 void on_allocated(self_ptr self, cache_step_reply& reply) {
   auto& st = self->state;
-  planned_step ps = st.policy->apply_allocations(reply);
+  fault_point(self, "allocated");
   st.cache_stats = reply.stats;
+  if (!reply.error) {
+    // The cache manager failed and released every sequence: those that held blocks end with
+    // the error, waiting ones are served later.
+    std::vector<sequence_event> events = st.policy->abort_allocations(reply.error);
+    deliver(self, events);
+    publish(self);
+    kick(self);
+    return;
+  }
+  planned_step ps = st.policy->apply_allocations(reply);
   deliver(self, ps.events);
   if (ps.plan.seqs.empty()) {
-    st.busy = false;
     publish(self);
     if (st.policy->has_work() && !st.retry_pending) {
       st.retry_pending = true;
@@ -148,28 +249,48 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
     return;
   }
   step_report report = describe(ps.plan);
+  st.busy = true;
+  const std::uint64_t epoch = st.epoch;
   self->request(st.worker, caf::infinite, execute_atom::value, std::move(ps.plan))
-      .then([self, report](worker_outcome& out) { on_executed(self, report, out); },
-            [self, report](caf::error& err) {
-              worker_outcome out;
-              out.error = {status_code::kInternal,
-                           "the worker failed: " + self->system().render(err)};
-              on_executed(self, report, out);
-            });
+      .then(
+          [self, report, epoch](worker_outcome& out) {
+            self->state.busy = false;
+            if (epoch != self->state.epoch) return continue_recovery(self);
+            guarded(self, [&] { on_executed(self, report, out); });
+          },
+          [self, report, epoch](caf::error& err) {
+            self->state.busy = false;
+            if (epoch != self->state.epoch) return continue_recovery(self);
+            worker_outcome out;
+            out.error = {status_code::kInternal,
+                         "the worker failed: " + self->system().render(err)};
+            guarded(self, [&] { on_executed(self, report, out); });
+          });
 }
 
 void kick(self_ptr self) {
   auto& st = self->state;
-  if (st.busy || !st.policy->has_work()) return;
-  st.busy = true;
+  if (st.busy || st.recovering || st.cache_lost || !st.policy->has_work()) return;
+  fault_point(self, "plan");
   cache_step_request request = st.policy->plan_allocations(clock::now());
+  st.busy = true;
+  const std::uint64_t epoch = st.epoch;
   self->request(st.cache, caf::infinite, allocate_atom::value, std::move(request))
-      .then([self](cache_step_reply& reply) { on_allocated(self, reply); },
-            [self](caf::error&) {
-              // The cache manager is gone: the engine is shutting down (it ends every
-              // request before stopping its actors), so there is nothing left to serve.
-              self->state.busy = false;
-            });
+      .then(
+          [self, epoch](cache_step_reply& reply) {
+            self->state.busy = false;
+            if (epoch != self->state.epoch) return continue_recovery(self);
+            guarded(self, [&] { on_allocated(self, reply); });
+          },
+          [self](caf::error&) {
+            // The cache manager is gone (the engine is shutting down, or it died): nothing
+            // can be served any more, so every request ends with an error.
+            auto& st = self->state;
+            st.busy = false;
+            st.cache_lost = true;
+            st.recovering = false;
+            fail_everyone(self, {status_code::kInternal, "the cache manager stopped"});
+          });
 }
 
 scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
@@ -177,6 +298,7 @@ scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
                                          std::shared_ptr<observer> obs,
                                          std::shared_ptr<stats_board> board) {
   auto& st = self->state;
+  st.config = config;
   st.policy = std::make_unique<scheduler_policy>(std::move(config));
   st.cache = std::move(cache);
   st.worker = std::move(worker);
@@ -186,31 +308,52 @@ scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
       [self](submit_atom, sequence_submission& sub, sequence_client_actor& client) {
         auto& s = self->state;
         const request_id id = sub.id;
-        status added = s.policy->add(std::move(sub), clock::now());
-        if (!added) {
-          ++s.num_rejected;
-          self->send(client, failed_atom::value, id, error_info::from(added));
+        if (s.cache_lost) {
+          self->send(client, failed_atom::value, id,
+                     error_info{status_code::kInternal, "the cache manager stopped"});
           return;
         }
-        ++s.num_accepted;
-        s.clients[id] = std::move(client);
-        kick(self);
+        if (s.clients.count(id) != 0) {
+          ++s.num_rejected;
+          self->send(client, failed_atom::value, id,
+                     error_info{status_code::kInvalidArgument,
+                                "request id " + std::to_string(id) + " is live"});
+          return;
+        }
+        // Registered first, so that a failure below still reaches this client.
+        s.clients[id] = client;
+        guarded(self, [&] {
+          fault_point(self, "submit");
+          status added = s.policy->add(std::move(sub), clock::now());
+          if (!added) {
+            ++s.num_rejected;
+            s.clients.erase(id);
+            self->send(client, failed_atom::value, id, error_info::from(added));
+            return;
+          }
+          ++s.num_accepted;
+          kick(self);
+        });
       },
       [self](cancel_atom, request_id id) {
-        std::vector<sequence_event> events = self->state.policy->remove(id, "cancelled");
-        deliver(self, events);
-        kick(self);
+        guarded(self, [&] {
+          std::vector<sequence_event> events = self->state.policy->remove(id, "cancelled");
+          deliver(self, events);
+          kick(self);
+        });
       },
       [self](finish_atom, request_id id, const std::string& reason,
              const std::string& stop_reason) {
-        std::vector<sequence_event> events = self->state.policy->remove(id, reason, stop_reason);
-        deliver(self, events);
-        kick(self);
+        guarded(self, [&] {
+          std::vector<sequence_event> events = self->state.policy->remove(id, reason, stop_reason);
+          deliver(self, events);
+          kick(self);
+        });
       },
       [self](stats_atom) -> engine_stats { return make_stats(self->state); },
       [self](step_atom) {
         self->state.retry_pending = false;
-        kick(self);
+        guarded(self, [&] { kick(self); });
       },
   };
 }

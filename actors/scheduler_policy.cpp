@@ -131,7 +131,9 @@ void scheduler_policy::finish(seq_id id, sequence_event final_event, bool commit
   sequence& s = it->second;
   if (!s.block_table.empty()) {
     const int full = s.num_computed / config_.block_size;
-    if (commit && config_.enable_prefix_caching && full > s.num_committed_blocks) {
+    // Finish mode: the blocks sent so far were deferred; this commit inserts all of them.
+    const bool deferred = !config_.prefix_commit_early && s.num_committed_blocks > 0;
+    if (commit && config_.enable_prefix_caching && (full > s.num_committed_blocks || deferred)) {
       pending_commits_.push_back(make_commit(s));
     }
     pending_releases_.push_back(id);
@@ -478,11 +480,14 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
       pending_releases_.push_back(r.id);
       s.block_table.clear();
       s.num_computed = 0;
-    } else if (config_.enable_prefix_caching && config_.prefix_commit_early) {
-      // Early reuse: every block this step filled enters the prefix tree right away.
+    } else if (config_.enable_prefix_caching) {
+      // Early reuse: every block this step filled enters the prefix tree right away. With
+      // --prefix-commit finish the cache manager only records it (deferred), and inserts it
+      // if the sequence is preempted or when it finishes.
       const int full = s.num_computed / config_.block_size;
       if (full > s.num_committed_blocks) {
         pending_commits_.push_back(make_commit(s));
+        pending_commits_.back().defer = !config_.prefix_commit_early;
         s.num_committed_blocks = full;
       }
     }
@@ -495,6 +500,34 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
            events);
   }
   step_seqs_.clear();
+  return events;
+}
+
+std::vector<sequence_event> scheduler_policy::abort_allocations(const status& error) {
+  std::vector<sequence_event> events = std::move(inflight_finals_);
+  inflight_finals_.clear();
+  for (auto& e : pending_finals_) events.push_back(std::move(e));
+  pending_finals_.clear();
+  pending_commits_.clear();
+  pending_releases_.clear();
+  std::vector<seq_id> doomed;
+  for (auto& [id, s] : seqs_) {
+    if (s.running || !s.block_table.empty()) {
+      doomed.push_back(id);
+    } else {
+      s.in_step = false;  // waiting: held nothing, stays queued
+      s.admitted_now = false;
+    }
+  }
+  std::sort(doomed.begin(), doomed.end());
+  for (seq_id id : doomed) {
+    seqs_.at(id).block_table.clear();  // released by the cache manager already
+    finish(id, error_event(id, error), /*commit=*/false, events);
+  }
+  step_seqs_.clear();
+  step_admits_.clear();
+  step_probes_.clear();
+  in_step_ = false;
   return events;
 }
 

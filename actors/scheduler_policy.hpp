@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -42,6 +43,9 @@ struct scheduler_config {
   bool prefix_commit_early = true;
   bool no_kv_cache = false;
   int lpm_probes_per_step = 32;  ///< waiting sequences whose cached prefix is refreshed per step
+  /// Tests: the scheduler actor calls it at named points ("submit", "plan", "allocated",
+  /// "executed") inside its exception guard; a hook that throws simulates a scheduler bug.
+  std::function<void(const char* where)> fault_hook;
 };
 
 /// The plan of one step and what the clients learn before it runs.
@@ -82,6 +86,10 @@ class scheduler_policy {
   std::vector<sequence_event> apply_result(const step_result& result);
   /// Step phase 3, when the worker failed: every sequence of the step ends with `error`.
   std::vector<sequence_event> fail_step(const status& error);
+  /// Step phase 2 when the cache manager failed (cache_step_reply::error): it released every
+  /// live sequence, so every sequence that held or was being given blocks ends with `error`;
+  /// sequences that were only waiting stay queued. Ends the step.
+  std::vector<sequence_event> abort_allocations(const status& error);
 
   int num_running() const { return static_cast<int>(running_.size()); }
   int num_waiting() const { return static_cast<int>(waiting_.size()); }

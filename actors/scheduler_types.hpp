@@ -54,6 +54,10 @@ struct block_commit {
   seq_id id = 0;
   std::int32_t start = 0;
   std::vector<std::int32_t> tokens;
+  /// `--prefix-commit finish`: only record the tokens as computed; the cache manager inserts
+  /// them into the prefix tree when the sequence is preempted (its KV stays useful for the
+  /// recompute) or by a later commit without `defer` (when the sequence finishes).
+  bool defer = false;
 };
 
 /// One batched message per step to the cache manager, applied in this order: commits,
@@ -66,6 +70,8 @@ struct cache_step_request {
   std::vector<block_request> grows;   ///< running sequences, most important first
   std::vector<block_request> admits;  ///< waiting sequences in scheduling order
   std::vector<block_request> probes;  ///< lpm: cached prefix length only, nothing locked
+  /// Recovery after a failure: release every live sequence first (nothing else is applied).
+  bool release_all = false;
 };
 
 enum class grant_status : std::uint8_t {
@@ -105,6 +111,10 @@ struct cache_step_reply {
   std::vector<block_grant> admits;  ///< one per request admit, same order
   std::vector<block_grant> probes;  ///< one per request probe, same order
   cache_stats_snapshot stats;
+  /// Not ok when applying the request failed (e.g. an exception): the cache manager then
+  /// released every live sequence, so no sequence holds blocks any more, and the grant lists
+  /// are empty.
+  status error;
 };
 
 /// What the scheduler tells a sequence's client. One struct for every kind keeps the plain

@@ -61,29 +61,76 @@ sequence_request to_sequence_request(const block_request& r) {
 }
 }  // namespace
 
-cache_step_reply step_allocator::apply(const cache_step_request& request) {
+void step_allocator::commit_deferred_and_release(seq_id id) {
+  auto it = seqs_.find(id);
+  if (it != seqs_.end()) {
+    const sequence_info& info = it->second;
+    // --prefix-commit finish: the victim's computed full blocks enter the tree now, so its
+    // recompute (and anyone else) can match them, as in early mode.
+    if (info.deferred && info.num_computed <= static_cast<int>(info.tokens.size())) {
+      (void)cache_->commit(id,
+                           std::span<const std::int32_t>(info.tokens.data(), info.num_computed));
+    }
+    seqs_.erase(it);
+  }
+  if (cache_->contains(id)) (void)cache_->release(id);
+}
+
+cache_step_reply step_allocator::fail(const cache_step_request& request, status error) noexcept {
   cache_step_reply reply;
   reply.step_index = request.step_index;
+  reply.error = std::move(error);
+  try {
+    for (auto& [id, info] : seqs_) {
+      if (cache_->contains(id)) (void)cache_->release(id);
+    }
+    seqs_.clear();
+    for (const auto* list : {&request.grows, &request.admits}) {
+      for (const block_request& r : *list) {
+        if (cache_->contains(r.id)) (void)cache_->release(r.id);
+      }
+    }
+    reply.stats = stats();
+  } catch (...) {
+    // Nothing more can be done here; the reply still carries the error.
+  }
+  return reply;
+}
+
+cache_step_reply step_allocator::apply(const cache_step_request& request) {
+  if (request.release_all) return fail(request, status::ok());
+  cache_step_reply reply;
+  reply.step_index = request.step_index;
+  if (fault_hook_) fault_hook_("commits");
   for (const block_commit& c : request.commits) {
-    if (!cache_->contains(c.id)) continue;
-    std::vector<std::int32_t>& known = tokens_[c.id];
+    auto it = seqs_.find(c.id);
+    if (it == seqs_.end() || !cache_->contains(c.id)) continue;
+    sequence_info& info = it->second;
+    if (!cache_->config().enable_prefix_caching) continue;
+    std::vector<std::int32_t>& known = info.tokens;
     if (static_cast<std::size_t>(c.start) > known.size()) continue;  // a gap: skip, never guess
     known.resize(c.start);
     known.insert(known.end(), c.tokens.begin(), c.tokens.end());
-    (void)cache_->commit(c.id, known);
+    info.num_computed = static_cast<int>(known.size());
+    if (c.defer) {
+      info.deferred = true;
+    } else {
+      (void)cache_->commit(c.id, known);
+      info.deferred = false;
+    }
   }
   for (seq_id id : request.releases) {
     if (cache_->contains(id)) (void)cache_->release(id);
-    tokens_.erase(id);
+    seqs_.erase(id);
   }
+  if (fault_hook_) fault_hook_("grows");
 
   // Growth, most important first; when blocks run out, preempt from the back.
   const std::size_t n = request.grows.size();
   std::vector<std::optional<block_grant>> grants(n);
   bool any_preempted = false;
   auto preempt = [&](std::size_t j) {
-    (void)cache_->release(request.grows[j].id);
-    tokens_.erase(request.grows[j].id);
+    commit_deferred_and_release(request.grows[j].id);
     block_grant g;
     g.id = request.grows[j].id;
     g.status = grant_status::kPreempted;
@@ -101,7 +148,7 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
       }
       if (st.code() != cache_errc::kOutOfBlocks) {
         if (cache_->contains(r.id)) (void)cache_->release(r.id);
-        tokens_.erase(r.id);
+        seqs_.erase(r.id);
         block_grant g;
         g.id = r.id;
         g.status = grant_status::kFailed;
@@ -127,6 +174,7 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
   for (auto& g : grants) reply.grows.push_back(std::move(*g));
 
   // Admissions, unless this step had to preempt: no newcomer overtakes a victim.
+  if (fault_hook_) fault_hook_("admits");
   reply.admits.reserve(request.admits.size());
   if (any_preempted || request.admits.empty()) {
     for (const block_request& r : request.admits) {
@@ -145,10 +193,14 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
       block_grant g;
       g.id = request.admits[i].id;
       switch (a.status) {
-        case admission_status::kAdmitted:
+        case admission_status::kAdmitted: {
           g = granted(g.id, a.num_cached_tokens);
-          if (cache_->config().enable_prefix_caching) tokens_[g.id] = request.admits[i].tokens;
+          sequence_info& info = seqs_[g.id];
+          info = sequence_info{};
+          if (cache_->config().enable_prefix_caching) info.tokens = request.admits[i].tokens;
+          info.num_computed = a.num_cached_tokens;
           break;
+        }
         case admission_status::kOutOfBlocks:
         case admission_status::kNotConsidered:
           g.status = grant_status::kDeferred;

@@ -21,7 +21,15 @@ worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> 
   self->state.executor = std::move(executor);
   return {
       [self](execute_atom, step_plan& plan) -> worker_outcome {
-        return self->state.executor->execute(std::move(plan));
+        const std::uint64_t step_index = plan.step_index;
+        try {
+          return self->state.executor->execute(std::move(plan));
+        } catch (...) {  // execute() catches backend exceptions; this is the last guard
+          worker_outcome out;
+          out.step_index = step_index;
+          out.error = {status_code::kInternal, "worker exception"};
+          return out;
+        }
       },
   };
 }

@@ -323,7 +323,9 @@ TEST(engine, overload_is_rejected) {
   for (request_id id : ids) {
     ASSERT_TRUE(f.events.wait_final(id));
     const auto r = f.events.get(id);
-    if (r.reason != "error") EXPECT_EQ(r.reason, "length");
+    if (r.reason != "error") {
+      EXPECT_EQ(r.reason, "length");
+    }
   }
   EXPECT_GE(f.eng->stats().num_requests_rejected, 1u);
 }
@@ -393,9 +395,12 @@ TEST(engine, no_kv_cache_gives_the_same_outputs) {
   EXPECT_EQ(f.eng->stats().num_blocks_locked, 0);
 }
 
-TEST(engine, small_pool_preempts_and_still_matches) {
+class engine_commit_mode : public ::testing::TestWithParam<bool> {};
+
+TEST_P(engine_commit_mode, small_pool_preempts_and_still_matches) {
   engine_config config;
   config.max_num_seqs = 8;
+  config.prefix_commit_early = GetParam();  // finish mode commits a victim's blocks too
   fixture f(config, /*num_blocks=*/20);
   std::vector<request_id> ids;
   std::vector<generate_request> rs;
@@ -412,6 +417,66 @@ TEST(engine, small_pool_preempts_and_still_matches) {
   EXPECT_GT(s.prefix_cache_hits_tokens, 0u);  // resumed sequences hit their own blocks
   EXPECT_EQ(s.num_blocks_locked, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(prefix_commit, engine_commit_mode, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "early" : "finish"; });
+
+TEST(engine, cache_salt_separates_namespaces) {
+  fixture f;
+  const auto prompt = make_prompt(18, 9);  // block size 4: 16 tokens in whole blocks
+  auto salted = [&](std::string salt) {
+    auto r = token_request(prompt, 5);
+    r.cache_salt = std::move(salt);
+    const request_id id = f.eng->submit(r, f.events.callback());
+    EXPECT_TRUE(f.events.wait_final(id));
+    return f.events.get(id);
+  };
+  const auto a = salted("tenant-a");
+  const auto b = salted("tenant-b");
+  const auto a2 = salted("tenant-a");
+  const auto plain = salted("");
+  EXPECT_EQ(a.cached, 0);
+  EXPECT_EQ(b.cached, 0) << "another salt shares nothing";
+  EXPECT_EQ(a2.cached, 16) << "the same salt shares whole blocks";
+  EXPECT_EQ(plain.cached, 0) << "no salt is a namespace of its own";
+  EXPECT_EQ(b.tokens, a.tokens);
+  EXPECT_EQ(a2.tokens, a.tokens);
+  EXPECT_EQ(f.eng->stats().num_blocks_locked, 0);
+}
+
+/// Two system prompts are cached, then one long request needs all but four blocks of the
+/// pool. Without retention the older system prompt is evicted (LRU); with retention on it,
+/// the unretained newer one goes instead.
+void retention_case(bool retain) {
+  fixture f({}, /*num_blocks=*/32);
+  const auto system = make_prompt(16, 1);  // 4 blocks
+  const auto other = make_prompt(16, 50);  // 4 blocks
+  auto run = [&](std::vector<std::int32_t> prompt, int max_tokens, bool with_retention) {
+    auto r = token_request(std::move(prompt), max_tokens);
+    if (with_retention) r.retention = retention_spec{16, 100, std::nullopt};
+    const request_id id = f.eng->submit(r, f.events.callback());
+    EXPECT_TRUE(f.events.wait_final(id));
+    return f.events.get(id);
+  };
+  auto with_tail = [](std::vector<std::int32_t> p, std::int32_t t) {
+    p.insert(p.end(), {t, t});
+    return p;
+  };
+  run(with_tail(system, 3), 2, retain);
+  run(with_tail(other, 4), 2, false);
+  // 100 + 12 tokens: 28 blocks of the 32, so four cached blocks must go.
+  const auto pressure = run(make_prompt(100, 120), 12, false);
+  EXPECT_EQ(pressure.reason, "length");
+  // (other first: being newer than the pressure's blocks, it would not be evicted by this.)
+  const auto other_again = run(with_tail(other, 6), 2, false);
+  const auto system_again = run(with_tail(system, 5), 2, false);
+  EXPECT_EQ(system_again.cached, retain ? 16 : 0);
+  EXPECT_EQ(other_again.cached, retain ? 0 : 16);
+  EXPECT_EQ(f.eng->stats().num_blocks_locked, 0);
+}
+
+TEST(engine, retained_system_prompt_survives_pressure) { retention_case(true); }
+TEST(engine, without_retention_the_older_prompt_is_evicted) { retention_case(false); }
 
 TEST(engine, invalid_config_is_an_error) {
   engine_config config;

@@ -144,6 +144,47 @@ TEST(scheduler_policy, preemption_recomputes_from_cache_with_same_outputs) {
   EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
 }
 
+TEST(scheduler_policy, finish_commit_mode_commits_a_preempted_sequence_blocks) {
+  // --prefix-commit finish: a victim's computed full blocks are committed when it is
+  // preempted, so its recompute hits them (the prompts share nothing, so every hit is that).
+  for (bool early : {true, false}) {
+    scheduler_config c = small_config();
+    c.num_blocks = 24;
+    c.max_num_batched_tokens = 64;
+    c.prefix_commit_early = early;
+    plain_engine e(c);
+    std::vector<sequence_submission> subs;
+    for (int i = 0; i < 6; ++i) {
+      subs.push_back(make_submission(i + 1, make_prompt(10, 10 * i), 28));
+      ASSERT_TRUE(e.add(subs.back()).is_ok());
+    }
+    e.run();
+    EXPECT_GT(e.policy.num_preemptions(), 0u);
+    for (const auto& s : subs) {
+      EXPECT_EQ(e.outputs[s.id].num_final, 1);
+      EXPECT_EQ(e.outputs[s.id].tokens, run_alone(small_config(), s)) << s.id;
+    }
+    const auto st = e.allocator->stats();
+    EXPECT_GT(st.prefix_hits_tokens, 0u) << "early=" << early;
+    EXPECT_EQ(st.num_blocks_locked, 0);
+    EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
+  }
+}
+
+TEST(scheduler_policy, finish_commit_mode_commits_nothing_before_the_end) {
+  scheduler_config c = small_config();
+  c.prefix_commit_early = false;
+  plain_engine e(c);
+  ASSERT_TRUE(e.add(make_submission(1, make_prompt(10, 3), 12)).is_ok());
+  for (int i = 0; i < 6; ++i) e.step();
+  ASSERT_EQ(e.outputs[1].num_final, 0);
+  EXPECT_EQ(e.allocator->cache().tree().num_nodes(), 0) << "blocks are only recorded (deferred)";
+  e.run();
+  // 10 + 11 computed tokens: 5 full blocks enter the tree when the request finishes.
+  EXPECT_EQ(e.allocator->cache().tree().num_nodes(), 5);
+  EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
+}
+
 TEST(scheduler_policy, cancel_at_each_stage_returns_every_block) {
   scheduler_config c = small_config();
   c.max_num_seqs = 2;
