@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "model/cpu_backend.hpp"
+#include "model/kv_capacity.hpp"
 #include "model/model_loader.hpp"
 #ifdef KVSERVE_HAVE_CUDA
 #include "cuda/cuda_backend.hpp"
@@ -213,14 +214,21 @@ result<std::unique_ptr<engine>> start_engine(
     if (!made) return made.error();
     chosen = std::move(made.value());
   }
+  // The KV memory budget (issue 10): bytes per token with its factors, blocks, tokens and
+  // concurrent sequences per context; the engine hands the same numbers to the observer.
   std::fprintf(stderr,
-               "kvserve: model %s (%d layers, hidden %d, %d heads / %d KV heads), backend %s, "
-               "%d KV blocks of %d tokens (%lld tokens, %zu bytes per token)\n",
+               "kvserve: model %s (%d layers, hidden %d, %d heads / %d KV heads), backend %s\n",
                path.c_str(), model.config.num_layers, model.config.hidden_size,
-               model.config.num_heads, model.config.num_kv_heads, chosen->name().c_str(),
-               chosen->num_kv_blocks(), chosen->block_size(),
-               static_cast<long long>(chosen->num_kv_blocks()) * chosen->block_size(),
-               chosen->kv_bytes_per_token());
+               model.config.num_heads, model.config.num_kv_heads, chosen->name().c_str());
+  {
+    const std::string budget =
+        format_kv_capacity(describe_kv_capacity(*chosen, config.max_model_len));
+    for (std::size_t at = 0; at != std::string::npos;) {
+      const std::size_t end = budget.find('\n', at);
+      std::fprintf(stderr, "kvserve: %s\n", budget.substr(at, end - at).c_str());
+      at = end == std::string::npos ? end : end + 1;
+    }
+  }
 
   if (chat_template_out != nullptr) *chat_template_out = model.chat_template;
   engine_parts parts;

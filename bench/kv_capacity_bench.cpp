@@ -3,7 +3,7 @@
 // kv_capacity_measure.hpp), and the ratio of tokens to bf16's at the same memory.
 //
 //   kv_capacity_bench [--model PATH | --tiny] [--memory 16MiB,64MiB] [--context 32]
-//                     [--block-size 16] [--threads 0]
+//                     [--block-size 16] [--threads 0] [--timeout 120]
 //
 // --tiny uses a one-layer dummy model (head_dim 64) instead of the default SmolLM2 GGUF.
 // Prints a markdown table; a dtype the backend refuses is listed with its error.
@@ -77,10 +77,12 @@ int main(int argc, char** argv) {
       s.block_size = std::atoi(next().c_str());
     } else if (a == "--threads") {
       s.num_threads = std::atoi(next().c_str());
+    } else if (a == "--timeout") {
+      s.timeout = std::chrono::seconds(std::atoi(next().c_str()));
     } else {
       std::fprintf(stderr,
                    "usage: %s [--model PATH | --tiny] [--memory 16MiB,64MiB] [--context N] "
-                   "[--block-size N] [--threads N]\n",
+                   "[--block-size N] [--threads N] [--timeout SECONDS]\n",
                    argv[0]);
       return 2;
     }

@@ -7,7 +7,8 @@
 /// (cpu_kv_blocks_for_memory). Then far more requests of `context_len` prompt tokens than can
 /// fit are submitted at once, with one output token each, prefix caching off and a token
 /// budget large enough that only the KV pool limits admission. The first step is held until
-/// every request is queued, so the next step admits as many sequences as the pool takes. A
+/// every request is queued, so the next step admits as many sequences as the pool takes (the
+/// requests still waiting after it are cancelled). A
 /// wrapper around the backend records, for every executed step, the sequences in it, the KV
 /// tokens they hold after it (written positions) and the distinct pool blocks their block
 /// tables use; the fullest step is the measurement.
@@ -103,13 +104,16 @@ class recording_backend : public backend {
         blocks.insert(s.block_table[i]);
       }
     }
-    std::lock_guard<std::mutex> lock(rec_->mu);
-    ++rec_->steps;
-    if (tokens > rec_->peak_tokens) {
-      rec_->peak_tokens = tokens;
-      rec_->peak_sequences = static_cast<int>(plan.seqs.size());
-      rec_->peak_blocks = static_cast<std::int64_t>(blocks.size());
+    {
+      std::lock_guard<std::mutex> lock(rec_->mu);
+      ++rec_->steps;
+      if (tokens > rec_->peak_tokens) {
+        rec_->peak_tokens = tokens;
+        rec_->peak_sequences = static_cast<int>(plan.seqs.size());
+        rec_->peak_blocks = static_cast<std::int64_t>(blocks.size());
+      }
     }
+    rec_->cv.notify_all();
     return out;
   }
 
@@ -158,6 +162,8 @@ struct setup {
   int num_threads = 0;   ///< CPU backend threads
   /// Requests submitted: this factor times the sequences the pool is expected to hold.
   double oversubscription = 1.5;
+  /// Bound on each wait (the fullest step, then the end of every request).
+  std::chrono::seconds timeout{120};
 };
 
 /// The KV pool blocks that `memory` buys for `dtype`, as `kvserve --kv-cache-memory` sizes it.
@@ -217,6 +223,7 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
   std::condition_variable cv;
   int done = 0;
   int errors = 0;
+  std::vector<request_id> ids;
   const int vocab = std::max(2, std::min(s.model.vocab_size, 256));
   for (int r = 0; r < m.num_requests; ++r) {
     generate_request req;
@@ -225,7 +232,7 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
     req.prompt = std::move(prompt);
     req.max_tokens = 1;
     req.sampling.temperature = 0.0f;
-    eng.value()->submit(std::move(req), [&](request_id, const generation_event& e) {
+    ids.push_back(eng.value()->submit(std::move(req), [&](request_id, const generation_event& e) {
       const bool err = std::holds_alternative<error_event>(e);
       if (err || std::holds_alternative<finished_event>(e)) {
         std::lock_guard<std::mutex> lock(mu);
@@ -233,7 +240,7 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
         if (err) ++errors;
         cv.notify_all();
       }
-    });
+    }));
   }
   // Submission is asynchronous past submit(): give the scheduler a moment to queue them all
   // while the first step is held. pool_bound() says whether it was enough.
@@ -244,9 +251,15 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
   }
   rec->cv.notify_all();
   {
+    // The step after the held one admitted what the pool takes: the rest need not run.
+    std::unique_lock<std::mutex> lock(rec->mu);
+    rec->cv.wait_for(lock, s.timeout, [&] { return rec->steps >= 2; });
+  }
+  for (request_id id : ids) eng.value()->cancel(id);
+  {
     std::unique_lock<std::mutex> lock(mu);
-    if (!cv.wait_for(lock, 120s, [&] { return done == m.num_requests; })) {
-      m.error = status(status_code::kInternal, "requests did not finish within 120 s");
+    if (!cv.wait_for(lock, s.timeout, [&] { return done == m.num_requests; })) {
+      m.error = status(status_code::kInternal, "requests did not end in time");
     }
     m.num_errors = errors;
   }
