@@ -5,6 +5,7 @@
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -28,7 +29,13 @@ struct scheduler_state {
   std::shared_ptr<observer> obs;
   std::shared_ptr<stats_board> board;
   std::unordered_map<request_id, sequence_client_actor> clients;
-  bool busy = false;  // a cache request or a worker step is in flight
+  // Step overlap: while the worker runs step N, the cache request of step N+1 is out; its
+  // reply waits in `early_reply` until step N's outcome is applied.
+  bool alloc_in_flight = false;
+  bool exec_in_flight = false;
+  std::optional<cache_step_reply> early_reply;
+  step_report exec_report;
+  bool busy() const { return alloc_in_flight || exec_in_flight; }
   bool retry_pending = false;
   // Recovery from an exception in the scheduler itself: every request live at that moment
   // fails once the in-flight message has come back and the cache manager has released every
@@ -165,16 +172,16 @@ void fail_everyone(self_ptr self, const status& error) noexcept {
 /// doomed requests get their error.
 void continue_recovery(self_ptr self) {
   auto& st = self->state;
-  if (!st.recovering || st.busy) return;
+  if (!st.recovering || st.busy()) return;
   cache_step_request request;
   request.release_all = true;
-  st.busy = true;
+  st.alloc_in_flight = true;
   const std::uint64_t epoch = st.epoch;
   self->request(st.cache, caf::infinite, allocate_atom::value, std::move(request))
       .then(
           [self, epoch](cache_step_reply& reply) {
             auto& st = self->state;
-            st.busy = false;
+            st.alloc_in_flight = false;
             if (epoch != st.epoch) return continue_recovery(self);
             st.cache_stats = reply.stats;
             for (auto& [id, client] : st.doomed) {
@@ -186,7 +193,7 @@ void continue_recovery(self_ptr self) {
           },
           [self](caf::error&) {
             auto& st = self->state;
-            st.busy = false;
+            st.alloc_in_flight = false;
             st.recovering = false;
             st.cache_lost = true;
             fail_everyone(self, {status_code::kInternal, "the cache manager stopped"});
@@ -202,6 +209,7 @@ void recover(self_ptr self, status error) {
     if (!st.recovering) st.doom_error = std::move(error);
     st.recovering = true;
     st.retry_pending = false;
+    st.early_reply.reset();
     st.policy = std::make_unique<scheduler_policy>(st.config);
     continue_recovery(self);
   } catch (...) {
@@ -209,20 +217,52 @@ void recover(self_ptr self, status error) {
   }
 }
 
-void on_executed(self_ptr self, step_report report, worker_outcome& out) {
+void on_allocated(self_ptr self, cache_step_reply& reply);
+
+void on_executed(self_ptr self, worker_outcome& out) {
   auto& st = self->state;
   fault_point(self, "executed");
   std::vector<sequence_event> events =
       out.error ? st.policy->apply_result(out.result) : st.policy->fail_step(out.error);
   st.cuda_graph_replays = out.cuda_graph_replays;
   if (out.error && st.obs) {
+    step_report report = st.exec_report;
     report.duration_seconds = out.duration_seconds;
     for (const auto& r : out.result.seqs) report.num_generated_tokens += r.sampled_token ? 1 : 0;
     st.obs->on_step(report);
   }
   deliver(self, events);
+  if (st.early_reply) {
+    // The next step's blocks are ready: plan it now that this step's tokens are known.
+    cache_step_reply reply = std::move(*st.early_reply);
+    st.early_reply.reset();
+    on_allocated(self, reply);
+    return;
+  }
   publish(self);
   kick(self);
+}
+
+void send_step(self_ptr self, step_plan plan) {
+  auto& st = self->state;
+  st.exec_report = describe(plan);
+  st.exec_in_flight = true;
+  const std::uint64_t epoch = st.epoch;
+  self->request(st.worker, caf::infinite, execute_atom::value, std::move(plan))
+      .then(
+          [self, epoch](worker_outcome& out) {
+            self->state.exec_in_flight = false;
+            if (epoch != self->state.epoch) return continue_recovery(self);
+            guarded(self, [&] { on_executed(self, out); });
+          },
+          [self, epoch](caf::error& err) {
+            self->state.exec_in_flight = false;
+            if (epoch != self->state.epoch) return continue_recovery(self);
+            worker_outcome out;
+            out.error = {status_code::kInternal,
+                         "the worker failed: " + self->system().render(err)};
+            guarded(self, [&] { on_executed(self, out); });
+          });
 }
 
 void on_allocated(self_ptr self, cache_step_reply& reply) {
@@ -240,53 +280,46 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
   }
   planned_step ps = st.policy->apply_allocations(reply);
   deliver(self, ps.events);
+  publish(self);
   if (ps.plan.seqs.empty()) {
-    publish(self);
     if (st.policy->has_work() && !st.retry_pending) {
       st.retry_pending = true;
       self->delayed_send(self, kRetryDelay, step_atom::value);
     }
     return;
   }
-  step_report report = describe(ps.plan);
-  st.busy = true;
-  const std::uint64_t epoch = st.epoch;
-  self->request(st.worker, caf::infinite, execute_atom::value, std::move(ps.plan))
-      .then(
-          [self, report, epoch](worker_outcome& out) {
-            self->state.busy = false;
-            if (epoch != self->state.epoch) return continue_recovery(self);
-            guarded(self, [&] { on_executed(self, report, out); });
-          },
-          [self, report, epoch](caf::error& err) {
-            self->state.busy = false;
-            if (epoch != self->state.epoch) return continue_recovery(self);
-            worker_outcome out;
-            out.error = {status_code::kInternal,
-                         "the worker failed: " + self->system().render(err)};
-            guarded(self, [&] { on_executed(self, report, out); });
-          });
+  send_step(self, std::move(ps.plan));
+  kick(self);  // overlap: the next step's cache request goes out while this one runs
 }
 
 void kick(self_ptr self) {
   auto& st = self->state;
-  if (st.busy || st.recovering || st.cache_lost || !st.policy->has_work()) return;
+  if (st.alloc_in_flight || st.early_reply || st.recovering || st.cache_lost ||
+      !st.policy->has_work()) {
+    return;
+  }
+  if (st.exec_in_flight && st.config.no_kv_cache) return;  // no overlap without a KV cache
   fault_point(self, "plan");
   cache_step_request request = st.policy->plan_allocations(clock::now());
-  st.busy = true;
+  st.alloc_in_flight = true;
   const std::uint64_t epoch = st.epoch;
   self->request(st.cache, caf::infinite, allocate_atom::value, std::move(request))
       .then(
           [self, epoch](cache_step_reply& reply) {
-            self->state.busy = false;
-            if (epoch != self->state.epoch) return continue_recovery(self);
+            auto& st = self->state;
+            st.alloc_in_flight = false;
+            if (epoch != st.epoch) return continue_recovery(self);
+            if (st.exec_in_flight) {
+              st.early_reply = std::move(reply);  // applied after the running step's outcome
+              return;
+            }
             guarded(self, [&] { on_allocated(self, reply); });
           },
           [self](caf::error&) {
             // The cache manager is gone (the engine is shutting down, or it died): nothing
             // can be served any more, so every request ends with an error.
             auto& st = self->state;
-            st.busy = false;
+            st.alloc_in_flight = false;
             st.cache_lost = true;
             st.recovering = false;
             fail_everyone(self, {status_code::kInternal, "the cache manager stopped"});

@@ -154,7 +154,7 @@ std::vector<sequence_event> scheduler_policy::remove(seq_id id, const std::strin
   std::vector<sequence_event> immediate;
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return immediate;
-  if (it->second.in_step) {
+  if (it->second.busy()) {
     if (!it->second.removal) it->second.removal = std::make_pair(reason, stop_reason);
     return immediate;
   }
@@ -182,10 +182,8 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
   pending_releases_.clear();
   for (auto& e : pending_finals_) inflight_finals_.push_back(std::move(e));
   pending_finals_.clear();
-  step_seqs_.clear();
   step_admits_.clear();
   step_probes_.clear();
-  in_step_ = true;
 
   auto make_admit = [&](const sequence& s) {
     block_request b;
@@ -218,20 +216,35 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
       }
       req.admits.push_back(make_admit(s));
       step_admits_.push_back(id);
-      s.in_step = true;
+      s.in_alloc = true;
       budget -= need;
       ++count;
     }
   } else {
     for (seq_id id : running_) {
       sequence& s = seqs_.at(id);
+      // Overlap: a sequence in the running step is sized for the token it will sample, and
+      // left out when that token surely ends it (no blocks grown for nothing).
+      int num_tokens = static_cast<int>(s.tokens.size());
+      int num_computed = s.num_computed;
+      if (s.in_exec) {
+        num_computed += s.chunk;
+        if (s.exec_samples) {
+          if (s.num_generated() + 1 >= s.sub.stop.max_tokens ||
+              num_tokens + 1 >= config_.max_model_len) {
+            ++count;
+            continue;
+          }
+          ++num_tokens;
+        }
+      }
       block_request b;
       b.id = id;
-      b.num_tokens = static_cast<int>(s.tokens.size());
+      b.num_tokens = num_tokens;
       b.num_known_blocks = static_cast<int>(s.block_table.size());
       req.grows.push_back(std::move(b));
-      s.in_step = true;
-      budget -= std::min(static_cast<int>(s.tokens.size()) - s.num_computed, std::max(budget, 0));
+      s.in_alloc = true;
+      budget -= std::min(num_tokens - num_computed, std::max(budget, 0));
       ++count;
     }
   }
@@ -239,11 +252,12 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
     for (seq_id id : ordered_waiting(now)) {
       if (count >= config_.max_num_seqs || budget <= 0) break;
       sequence& s = seqs_.at(id);
+      if (s.busy()) continue;  // already part of a request whose reply is not applied yet
       const int need = static_cast<int>(s.tokens.size());
       if (config_.no_kv_cache && count > 0 && need > budget) break;
       req.admits.push_back(make_admit(s));
       step_admits_.push_back(id);
-      s.in_step = true;
+      s.in_alloc = true;
       budget -= std::min(need, budget);
       ++count;
     }
@@ -252,7 +266,7 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
     for (seq_id id : waiting_) {
       if (static_cast<int>(req.probes.size()) >= config_.lpm_probes_per_step) break;
       sequence& s = seqs_.at(id);
-      if (s.in_step || s.sub.prompt_logprobs >= 0) continue;
+      if (s.busy() || s.sub.prompt_logprobs >= 0) continue;
       if (s.probed_step != 0 && req.step_index - s.probed_step < kProbeIntervalSteps) continue;
       s.probed_step = req.step_index;
       req.probes.push_back(make_admit(s));
@@ -308,7 +322,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       // Recompute later: the committed blocks stay cached, so the recompute mostly hits.
       erase_running(g.id);
       s.running = false;
-      s.in_step = false;
+      s.in_alloc = false;
       s.num_computed = 0;
       s.num_committed_blocks = 0;
       s.block_table.clear();
@@ -321,7 +335,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
         waiting_.push_back(g.id);
       }
     } else {
-      s.in_step = false;
+      s.in_alloc = false;
       s.block_table.clear();  // the cache holds nothing for it after a failed growth
       finish(g.id,
              error_event(g.id, {status_code::kInternal, "KV cache growth failed: " + g.message}),
@@ -354,11 +368,11 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
         immediate.push_back(std::move(e));
       }
     } else if (g.status == grant_status::kFailed) {
-      s.in_step = false;
+      s.in_alloc = false;
       s.block_table.clear();
       finish(g.id, error_event(g.id, {status_code::kInvalidArgument, g.message}), false, immediate);
     } else {
-      s.in_step = false;
+      s.in_alloc = false;
     }
   }
 
@@ -370,13 +384,14 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   // Build the plan: sequences already running first (decode before new prefill), then the
   // ones admitted now, each in running order.
   int budget = config_.max_num_batched_tokens;
+  step_seqs_.clear();  // the previous step's result is applied by now
   auto consider = [&](seq_id id) {
     auto it = seqs_.find(id);
-    if (it == seqs_.end() || !it->second.in_step) return;
+    if (it == seqs_.end() || !it->second.in_alloc) return;
     sequence& s = it->second;
     if (s.removal) {
       auto [reason, stop_reason] = *s.removal;
-      s.in_step = false;
+      s.in_alloc = false;
       finish(id, finished_event(id, reason, stop_reason), true, immediate);
       return;
     }
@@ -387,7 +402,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       if (!out.plan.seqs.empty() && chunk > budget) chunk = 0;
     }
     if (chunk <= 0) {
-      s.in_step = false;
+      s.in_alloc = false;
       if (config_.no_kv_cache && !s.block_table.empty()) {
         pending_releases_.push_back(id);
         s.block_table.clear();
@@ -397,6 +412,9 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     }
     s.admitted_now = false;
     out.plan.seqs.push_back(make_step(s, chunk));
+    s.in_alloc = false;
+    s.in_exec = true;
+    s.exec_samples = out.plan.seqs.back().sample;
     s.chunk = chunk;
     budget -= chunk;
     step_seqs_.push_back(id);
@@ -423,7 +441,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   std::vector<seq_id> leftovers;
   for (seq_id id : step_admits_) {
     auto it = seqs_.find(id);
-    if (it != seqs_.end() && it->second.removal && !it->second.in_step) leftovers.push_back(id);
+    if (it != seqs_.end() && it->second.removal && !it->second.busy()) leftovers.push_back(id);
   }
   for (seq_id id : leftovers) {
     auto [reason, stop_reason] = *seqs_.at(id).removal;
@@ -431,19 +449,17 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   }
 
   out.plan.step_index = step_index_;
-  if (out.plan.seqs.empty()) in_step_ = false;
   return out;
 }
 
 std::vector<sequence_event> scheduler_policy::apply_result(const step_result& result) {
   std::vector<sequence_event> events;
   events.reserve(result.seqs.size());
-  in_step_ = false;
   for (const sequence_result& r : result.seqs) {
     auto it = seqs_.find(r.id);
-    if (it == seqs_.end() || !it->second.in_step) continue;
+    if (it == seqs_.end() || !it->second.in_exec) continue;
     sequence& s = it->second;
-    s.in_step = false;
+    s.in_exec = false;
     s.num_computed += s.chunk;
     if (s.removal) {
       auto [reason, stop_reason] = *s.removal;
@@ -494,8 +510,8 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
   }
   for (seq_id id : step_seqs_) {  // sequences the backend returned no result for
     auto it = seqs_.find(id);
-    if (it == seqs_.end() || !it->second.in_step) continue;
-    it->second.in_step = false;
+    if (it == seqs_.end() || !it->second.in_exec) continue;
+    it->second.in_exec = false;
     finish(id, error_event(id, {status_code::kInternal, "the backend returned no result"}), false,
            events);
   }
@@ -515,7 +531,7 @@ std::vector<sequence_event> scheduler_policy::abort_allocations(const status& er
     if (s.running || !s.block_table.empty()) {
       doomed.push_back(id);
     } else {
-      s.in_step = false;  // waiting: held nothing, stays queued
+      s.in_alloc = false;  // waiting: held nothing, stays queued
       s.admitted_now = false;
     }
   }
@@ -527,17 +543,15 @@ std::vector<sequence_event> scheduler_policy::abort_allocations(const status& er
   step_seqs_.clear();
   step_admits_.clear();
   step_probes_.clear();
-  in_step_ = false;
   return events;
 }
 
 std::vector<sequence_event> scheduler_policy::fail_step(const status& error) {
   std::vector<sequence_event> events;
-  in_step_ = false;
   for (seq_id id : step_seqs_) {
     auto it = seqs_.find(id);
-    if (it == seqs_.end()) continue;
-    it->second.in_step = false;
+    if (it == seqs_.end() || !it->second.in_exec) continue;
+    it->second.in_exec = false;
     finish(id, error_event(id, error), /*commit=*/false, events);
   }
   step_seqs_.clear();

@@ -75,10 +75,13 @@ class scheduler_policy {
 
   /// True while there is anything to do: sequences to run, commits or releases to send.
   bool has_work() const;
-  /// True between plan_allocations() and apply_result()/fail_step() (or an empty plan).
-  bool in_step() const { return in_step_; }
-
-  /// Step phase 1.
+  /// Step phase 1. Step overlap: it may also be called once while the worker runs the
+  /// previous step (after apply_allocations() handed that step out, before its apply_result()
+  /// or fail_step()). The request then sizes that step's sequences for the token it will
+  /// sample and leaves out those that will surely finish with it; the previous step's
+  /// apply_result()/fail_step() must come before this request's apply_allocations(), which
+  /// then sees the sampled tokens (a preempted sequence keeps its last token, computed with
+  /// valid KV, and recomputes from there). Not with no_kv_cache (needs every token known).
   cache_step_request plan_allocations(clock::time_point now);
   /// Step phase 2. An empty plan ends the step.
   planned_step apply_allocations(const cache_step_reply& reply);
@@ -112,12 +115,15 @@ class scheduler_policy {
     std::uint64_t order = 0;
     int cached_estimate = 0;  // lpm
     std::uint64_t probed_step = 0;
-    bool in_step = false;
+    bool in_alloc = false;      // part of the cache request in flight
+    bool in_exec = false;       // part of the step the worker runs
+    bool exec_samples = false;  // that step samples its next token
     bool admitted_now = false;
     int chunk = 0;
     int num_prompt_logprobs_sent = 0;
     std::optional<std::pair<std::string, std::string>> removal;  // reason, stop_reason
     int num_generated() const { return static_cast<int>(tokens.size() - sub.prompt.size()); }
+    bool busy() const { return in_alloc || in_exec; }
   };
 
   bool before(const sequence& a, const sequence& b) const;  // running / victim order
@@ -145,7 +151,6 @@ class scheduler_policy {
   std::vector<seq_id> step_seqs_;                // sequences of the current plan, in order
   std::vector<seq_id> step_admits_;              // admissions of the current cache request
   std::vector<seq_id> step_probes_;
-  bool in_step_ = false;
   std::uint64_t next_order_ = 0;
   std::uint64_t step_index_ = 0;
   std::uint64_t num_preemptions_ = 0;

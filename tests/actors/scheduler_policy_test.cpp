@@ -185,6 +185,39 @@ TEST(scheduler_policy, finish_commit_mode_commits_nothing_before_the_end) {
   EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
 }
 
+TEST(scheduler_policy, overlapped_steps_give_the_same_outputs) {
+  // The next step's blocks are allocated (growth, preemption, admission) while the current
+  // step runs; outputs, preemptions and block accounting must stay right.
+  for (int num_blocks : {64, 24}) {
+    scheduler_config c = small_config();
+    c.num_blocks = num_blocks;
+    c.max_num_batched_tokens = 48;
+    plain_engine e(c);
+    std::vector<sequence_submission> subs;
+    for (int i = 0; i < 8; ++i) {
+      subs.push_back(make_submission(i + 1, make_prompt(6 + 2 * i, 10 * i), 10 + 3 * (i % 4),
+                                     i % 3 ? 0.0f : 0.7f));
+      if (i == 5) subs.back().stop.stop_token_ids = {7, 11, 13};
+      ASSERT_TRUE(e.add(subs.back()).is_ok());
+    }
+    e.run_overlapped(100000, [&](int step) {
+      if (step == 9) e.record(e.policy.remove(4, "cancelled"));
+    });
+    if (num_blocks == 24) EXPECT_GT(e.policy.num_preemptions(), 0u);
+    for (const auto& s : subs) {
+      EXPECT_EQ(e.outputs[s.id].num_final, 1) << s.id;
+      if (s.id == 4) {
+        EXPECT_EQ(e.outputs[s.id].reason, "cancelled");
+        continue;
+      }
+      EXPECT_EQ(e.outputs[s.id].tokens, run_alone(small_config(), s)) << s.id;
+    }
+    EXPECT_EQ(e.allocator->stats().num_blocks_locked, 0);
+    EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
+    EXPECT_FALSE(e.policy.has_work());
+  }
+}
+
 TEST(scheduler_policy, cancel_at_each_stage_returns_every_block) {
   scheduler_config c = small_config();
   c.max_num_seqs = 2;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -178,6 +179,35 @@ class plain_engine {
   }
   void run(int max_steps = 100000) {
     for (int i = 0; i < max_steps && step(); ++i) {
+    }
+  }
+
+  /// Like run(), with step overlap in its harshest order: the next step's cache request is
+  /// planned and applied by the cache manager before the running step executes, and its
+  /// reply is applied after the step's result (as the scheduler actor does).
+  void run_overlapped(int max_steps = 100000,
+                      const std::function<void(int)>& before_step = nullptr) {
+    std::optional<step_plan> running;
+    for (int i = 0; i < max_steps; ++i) {
+      if (before_step) before_step(i);
+      if (!running) {
+        if (!policy.has_work()) return;
+        planned_step ps = policy.apply_allocations(allocator->apply(policy.plan_allocations(now)));
+        record(ps.events);
+        if (!ps.plan.seqs.empty()) running = std::move(ps.plan);
+        continue;
+      }
+      std::optional<cache_step_reply> next;
+      if (policy.has_work()) next = allocator->apply(policy.plan_allocations(now));
+      plans.push_back(*running);
+      worker_outcome out = executor->execute(std::move(*running));
+      running.reset();
+      record(out.error ? policy.apply_result(out.result) : policy.fail_step(out.error));
+      if (next) {
+        planned_step ps = policy.apply_allocations(*next);
+        record(ps.events);
+        if (!ps.plan.seqs.empty()) running = std::move(ps.plan);
+      }
     }
   }
 
