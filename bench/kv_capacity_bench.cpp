@@ -5,8 +5,9 @@
 //   kv_capacity_bench [--model PATH | --tiny] [--memory 16MiB,64MiB] [--context 32]
 //                     [--block-size 16] [--threads 0] [--timeout 120]
 //
-// --tiny uses a one-layer dummy model (head_dim 64) instead of the default SmolLM2 GGUF.
-// Prints a markdown table; a dtype the backend refuses is listed with its error.
+// Each sequence grows to --context KV tokens. --tiny uses a one-layer dummy model (head_dim 64)
+// instead of the default SmolLM2 GGUF. Prints a markdown table; a dtype the backend refuses is
+// listed with its error.
 
 #include <cstdio>
 #include <cstdlib>
@@ -117,12 +118,13 @@ int main(int argc, char** argv) {
   }
 
   std::printf(
-      "model: %s; %d-token prompts, 1 output token each, block size %d, prefix caching "
-      "off\n\n",
-      model_name.c_str(), s.context_len, s.block_size);
+      "model: %s; sequences of %d KV tokens (%d-token prompts, %d output tokens, EOS ignored), "
+      "block size %d, prefix caching off\n\n",
+      model_name.c_str(), s.context_len, s.context_len - capacity::kDecodeSteps,
+      capacity::kDecodeSteps + 1, s.block_size);
   std::printf(
-      "| memory | dtype | bytes/token | blocks | sequences held | tokens held | "
-      "tokens vs bf16 | computed tokens | pool-bound | preemptions |\n");
+      "| memory | dtype | bytes/token | blocks | sequences held | KV tokens held | "
+      "tokens vs bf16 | computed: sequences x context | blocks used | preemptions |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   std::stringstream list(memories);
   std::string item;
@@ -145,11 +147,15 @@ int main(int argc, char** argv) {
         std::snprintf(ratio, sizeof ratio, "%.2fx",
                       static_cast<double>(m.peak_tokens) / static_cast<double>(bf16_tokens));
       }
-      std::printf("| %s | %s | %zu | %d | %d | %lld | %s | %lld | %s | %llu |\n",
+      std::printf("| %s | %s | %zu | %d | %d | %lld | %s | %lld | %lld%s | %llu |\n",
                   size_text(memory).c_str(), to_string(d), m.bytes_per_token, m.num_blocks,
                   m.peak_sequences, static_cast<long long>(m.peak_tokens), ratio,
-                  static_cast<long long>(computed), m.pool_bound() ? "yes" : "no",
+                  static_cast<long long>(computed), static_cast<long long>(m.peak_blocks),
+                  m.pool_bound() ? "" : " (not pool-bound)",
                   static_cast<unsigned long long>(m.num_preemptions));
+      if (m.num_errors > 0) {
+        std::printf("(%d requests failed: %s)\n", m.num_errors, m.first_error.c_str());
+      }
       std::fflush(stdout);
     }
   }

@@ -4,14 +4,15 @@
 /// about twice the tokens of bf16 (measured, not computed)").
 ///
 /// The pool is sized from the memory the way `kvserve --kv-cache-memory` sizes it
-/// (cpu_kv_blocks_for_memory). Then far more requests of `context_len` prompt tokens than can
-/// fit are submitted at once, with one output token each, prefix caching off and a token
-/// budget large enough that only the KV pool limits admission. The first step is held until
-/// every request is queued, so the next step admits as many sequences as the pool takes (the
-/// requests still waiting after it are cancelled). A
-/// wrapper around the backend records, for every executed step, the sequences in it, the KV
-/// tokens they hold after it (written positions) and the distinct pool blocks their block
-/// tables use; the fullest step is the measurement.
+/// (cpu_kv_blocks_for_memory). Then far more requests than can fit are submitted at once, each
+/// growing to `context_len` KV tokens (a prompt of context_len - kDecodeSteps tokens, then
+/// kDecodeSteps + 1 output tokens, EOS ignored), prefix caching off and a token budget large
+/// enough that only the KV pool limits admission. The first step is held until every request
+/// is queued, so the next step admits as many sequences as the pool takes; they stay resident
+/// through their decode steps (with or without the scheduler's step overlap), and what is
+/// still waiting afterwards is cancelled. A wrapper around the backend records, for every
+/// executed step, the sequences in it, the KV tokens they hold after it (written positions)
+/// and the distinct pool blocks their block tables use; the maxima are the measurement.
 ///
 /// Shared by bench/kv_capacity_bench.cpp and tests/monitoring/kv_capacity_measure_test.cpp.
 
@@ -37,6 +38,9 @@
 
 namespace kvserve::capacity {
 
+/// Decode steps each measured sequence runs after its prefill (it stays resident meanwhile).
+inline constexpr int kDecodeSteps = 3;
+
 /// What one pool held at its fullest.
 struct measurement {
   kv_cache_dtype dtype = kv_cache_dtype::kAuto;
@@ -45,12 +49,14 @@ struct measurement {
   std::size_t bytes_per_token = 0;  ///< what the backend says one token costs
   int context_len = 0;
   int num_requests = 0;          ///< submitted at once
-  int peak_sequences = 0;        ///< sequences in the fullest step
-  std::int64_t peak_tokens = 0;  ///< KV tokens resident after that step
-  std::int64_t peak_blocks = 0;  ///< distinct pool blocks their block tables use
+  int peak_sequences = 0;        ///< most sequences in one step
+  std::int64_t peak_tokens = 0;  ///< most KV tokens written, summed over one step
+  std::int64_t peak_blocks = 0;  ///< most distinct pool blocks in one step's tables
   int num_steps = 0;
   std::uint64_t num_preemptions = 0;
   int num_errors = 0;           ///< requests that ended with an error
+  std::string first_error;      ///< the message of the first
+  std::string trace;            ///< per step: sequences/KV tokens/blocks
   status error = status::ok();  ///< the backend refused the dtype, or the run failed
   /// The fullest step left no room for one more sequence: the pool, not the arrival of
   /// requests, bounded it.
@@ -69,9 +75,11 @@ class recording_backend : public backend {
     std::condition_variable cv;
     bool open = false;
     int steps = 0;
+    int peak_step = 0;  ///< the step that first had peak_sequences
     int peak_sequences = 0;
     std::int64_t peak_tokens = 0;
     std::int64_t peak_blocks = 0;
+    std::string trace;  ///< per step: sequences/tokens/blocks
   };
 
   recording_backend(std::unique_ptr<backend> inner, std::shared_ptr<record> rec)
@@ -107,11 +115,14 @@ class recording_backend : public backend {
     {
       std::lock_guard<std::mutex> lock(rec_->mu);
       ++rec_->steps;
-      if (tokens > rec_->peak_tokens) {
-        rec_->peak_tokens = tokens;
+      rec_->trace += std::to_string(plan.seqs.size()) + "/" + std::to_string(tokens) + "/" +
+                     std::to_string(blocks.size()) + " ";
+      rec_->peak_tokens = std::max(rec_->peak_tokens, tokens);
+      if (static_cast<int>(plan.seqs.size()) > rec_->peak_sequences) {
         rec_->peak_sequences = static_cast<int>(plan.seqs.size());
-        rec_->peak_blocks = static_cast<std::int64_t>(blocks.size());
+        rec_->peak_step = rec_->steps;
       }
+      rec_->peak_blocks = std::max(rec_->peak_blocks, static_cast<std::int64_t>(blocks.size()));
     }
     rec_->cv.notify_all();
     return out;
@@ -158,7 +169,7 @@ struct setup {
   std::function<model_weights()> make_weights;
   std::shared_ptr<const tokenizer> model_tokenizer;
   int block_size = 16;
-  int context_len = 32;  ///< prompt tokens per request
+  int context_len = 32;  ///< KV tokens each sequence grows to (a multiple of block_size)
   int num_threads = 0;   ///< CPU backend threads
   /// Requests submitted: this factor times the sequences the pool is expected to hold.
   double oversubscription = 1.5;
@@ -206,6 +217,7 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
   engine_config ec;
   ec.block_size = s.block_size;
   ec.max_model_len = std::min(s.model.max_position_embeddings, s.context_len + 1);
+  const int prompt_len = std::max(1, s.context_len - kDecodeSteps);
   ec.max_num_seqs = m.num_requests + 1;
   ec.max_num_batched_tokens = (m.num_requests + 1) * s.context_len;
   ec.max_waiting_requests = m.num_requests + 1;
@@ -223,21 +235,23 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
   std::condition_variable cv;
   int done = 0;
   int errors = 0;
+  std::string first_error;
   std::vector<request_id> ids;
   const int vocab = std::max(2, std::min(s.model.vocab_size, 256));
   for (int r = 0; r < m.num_requests; ++r) {
     generate_request req;
-    std::vector<std::int32_t> prompt(s.context_len);
-    for (int i = 0; i < s.context_len; ++i) prompt[i] = (r * 31 + i * 7 + 1) % vocab;
+    std::vector<std::int32_t> prompt(prompt_len);
+    for (int i = 0; i < prompt_len; ++i) prompt[i] = (r * 31 + i * 7 + 1) % vocab;
     req.prompt = std::move(prompt);
-    req.max_tokens = 1;
+    req.max_tokens = s.context_len - prompt_len + 1;  // the last sampled token is not stored
+    req.sampling.ignore_eos = true;
     req.sampling.temperature = 0.0f;
     ids.push_back(eng.value()->submit(std::move(req), [&](request_id, const generation_event& e) {
       const bool err = std::holds_alternative<error_event>(e);
       if (err || std::holds_alternative<finished_event>(e)) {
         std::lock_guard<std::mutex> lock(mu);
         ++done;
-        if (err) ++errors;
+        if (err && errors++ == 0) first_error = std::get<error_event>(e).error.message();
         cv.notify_all();
       }
     }));
@@ -251,9 +265,13 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
   }
   rec->cv.notify_all();
   {
-    // The step after the held one admitted what the pool takes: the rest need not run.
+    // A step soon after the held one admits what the pool takes (the next one, or the one
+    // after with step overlap), and those sequences decode to their full length in the next
+    // kDecodeSteps steps: the rest need not run.
     std::unique_lock<std::mutex> lock(rec->mu);
-    rec->cv.wait_for(lock, s.timeout, [&] { return rec->steps >= 2; });
+    rec->cv.wait_for(lock, s.timeout, [&] {
+      return rec->peak_step >= 2 && rec->steps >= rec->peak_step + kDecodeSteps;
+    });
   }
   for (request_id id : ids) eng.value()->cancel(id);
   {
@@ -262,6 +280,7 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
       m.error = status(status_code::kInternal, "requests did not end in time");
     }
     m.num_errors = errors;
+    m.first_error = first_error;
   }
   m.num_preemptions = eng.value()->stats().num_preemptions;
   eng.value()->shutdown(0ms);
@@ -270,6 +289,7 @@ inline measurement measure(const setup& s, kv_cache_dtype dtype, std::uint64_t m
   m.peak_tokens = rec->peak_tokens;
   m.peak_blocks = rec->peak_blocks;
   m.num_steps = rec->steps;
+  m.trace = rec->trace;
   return m;
 }
 
