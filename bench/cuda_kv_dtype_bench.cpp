@@ -145,7 +145,7 @@ void fill_codes(std::uint8_t* dst, std::size_t n, kv_cache_dtype d, std::uint64_
 void bench_attention(cudaStream_t s) {
   std::printf(
       "\n| decode attention (32 q / 8 kv heads, hd 128) | KV dtype | block | batch | context | "
-      "tokens/iter | us | MB read | TB/s | of copy BW | vs bf16 time |\n"
+      "tokens/iter x dims/lane | us | MB read | TB/s | of copy BW | vs bf16 time |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int nh = 32, nkv = 8, hd = 128;
   int sms = 0;
@@ -217,14 +217,18 @@ void bench_attention(cudaStream_t s) {
       a.partial_ml = pml.get();
       a.out = out.get();
       const double bytes = 2.0 * (code_bytes + (eight ? rows * 4.0 : 0.0));
-      for (int per_iter : eight ? std::vector<int>{4, 8} : std::vector<int>{4}) {
+      const std::vector<std::pair<int, int> > variants =
+          eight ? std::vector<std::pair<int, int> >{{4, 8}, {8, 8}, {2, 16}, {4, 16}}
+                : std::vector<std::pair<int, int> >{{4, 8}};
+      for (const auto [per_iter, dims] : variants) {
         a.tokens_per_iter = eight ? per_iter : 0;
+        a.dims_per_lane = eight ? dims : 0;
         const double ms = time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 20);
         if (!eight) bf16_us = ms * 1e3;
         std::printf(
-            "| decode attention | %s | %d | %d | %d | %d | %.1f | %.0f | %.2f | %.0f%% | "
+            "| decode attention | %s | %d | %d | %d | %d x %d | %.1f | %.0f | %.2f | %.0f%% | "
             "%.2fx |\n",
-            to_string(dtype), sh.bs, sh.batch, sh.ctx, per_iter, ms * 1e3, bytes / 1e6,
+            to_string(dtype), sh.bs, sh.batch, sh.ctx, per_iter, dims, ms * 1e3, bytes / 1e6,
             bytes / (ms * 1e-3) / 1e12, 100.0 * bytes / (ms * 1e-3) / g_copy_bw,
             ms * 1e3 / bf16_us);
       }

@@ -8,9 +8,10 @@
 /// its running softmax once per group of tokens. Scores are in the log2 domain (q is
 /// pre-scaled by scale * log2(e)). Sub-warps and warps are merged through shared memory.
 ///
-/// 8-bit pools (FP8 E4M3, INT8): a lane's 8 dimensions are one 8-byte load, decoded to floats;
-/// the token's K scale multiplies its score (q . (s k) = s (q . k)) and its V scale multiplies
-/// its softmax weight in the P.V sum (not in the normaliser), so no dequantized copy is made.
+/// 8-bit pools (FP8 E4M3, INT8): a lane's DPL dimensions (8 or 16) are one 8- or 16-byte load,
+/// decoded to floats; the token's K scale multiplies its score (q . (s k) = s (q . k)) and its
+/// V scale multiplies its softmax weight in the P.V sum (not in the normaliser), so no
+/// dequantized copy is made.
 
 #include <cuda_bf16.h>
 
@@ -27,13 +28,15 @@ inline constexpr int kDecodeWarps = 4;
 inline constexpr int kMaxGroup = 8;
 inline constexpr int kTokensPerIter = 4;
 
-/// The raw bytes of a lane's 8 elements of one token: 16 for bf16, 8 for the 8-bit types.
-template <kv_storage S>
-using kv_chunk = std::conditional_t<S == kv_storage::kBf16, uint4, uint2>;
+/// The raw bytes of a lane's DPL elements of one token: 16 for bf16 (DPL 8), 8 or 16 for the
+/// 8-bit types (DPL 8 or 16).
+template <kv_storage S, int DPL = 8>
+using kv_chunk = std::conditional_t<S == kv_storage::kBf16 || DPL == 16, uint4, uint2>;
 
-template <kv_storage S>
-__device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S>& raw, float* f) {
+template <kv_storage S, int DPL = 8>
+__device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S, DPL>& raw, float* f) {
   if constexpr (S == kv_storage::kBf16) {
+    static_assert(DPL == 8);
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -41,16 +44,22 @@ __device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S>& raw, float*
       f[2 * i] = x.x;
       f[2 * i + 1] = x.y;
     }
+  } else if constexpr (DPL == 8) {
+    kv_decode4<S>(raw.x, f);
+    kv_decode4<S>(raw.y, f + 4);
   } else {
     kv_decode4<S>(raw.x, f);
     kv_decode4<S>(raw.y, f + 4);
+    kv_decode4<S>(raw.z, f + 8);
+    kv_decode4<S>(raw.w, f + 12);
   }
 }
 
-template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter>
+template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter, int DPL = 8>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_kernel(decode_attention_args a) {
-  constexpr int TPT = HD / 8;    // lanes per token
+  static_assert(DPL == 8 || (DPL == 16 && S != kv_storage::kBf16 && MAXG <= 4));
+  constexpr int TPT = HD / DPL;  // lanes per token
   constexpr int SUB = 32 / TPT;  // tokens side by side in a warp
   constexpr bool kScaled = S != kv_storage::kBf16;
   constexpr int EB = kScaled ? 1 : 2;  // bytes per element
@@ -77,30 +86,28 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int shift = __ffs(bs) - 1;
   const float qscale = a.scale * 1.4426950408889634f;
 
-  float q[MAXG][8];
-  float m[MAXG], l[MAXG], acc[MAXG][8];
+  float q[MAXG][DPL];
+  float m[MAXG], l[MAXG], acc[MAXG][DPL];
 #pragma unroll
   for (int g = 0; g < MAXG; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < DPL; ++i) {
       acc[g][i] = 0.0f;
       q[g][i] = 0.0f;
     }
     if (g < ng) {
       const float* qp =
-          a.q + (static_cast<std::int64_t>(s) * a.num_heads + kvh * group + g0 + g) * HD + sl * 8;
-      const float4 lo = *reinterpret_cast<const float4*>(qp);
-      const float4 hi = *reinterpret_cast<const float4*>(qp + 4);
-      q[g][0] = lo.x * qscale;
-      q[g][1] = lo.y * qscale;
-      q[g][2] = lo.z * qscale;
-      q[g][3] = lo.w * qscale;
-      q[g][4] = hi.x * qscale;
-      q[g][5] = hi.y * qscale;
-      q[g][6] = hi.z * qscale;
-      q[g][7] = hi.w * qscale;
+          a.q + (static_cast<std::int64_t>(s) * a.num_heads + kvh * group + g0 + g) * HD + sl * DPL;
+#pragma unroll
+      for (int c = 0; c < DPL / 4; ++c) {
+        const float4 x = *reinterpret_cast<const float4*>(qp + 4 * c);
+        q[g][4 * c] = x.x * qscale;
+        q[g][4 * c + 1] = x.y * qscale;
+        q[g][4 * c + 2] = x.z * qscale;
+        q[g][4 * c + 3] = x.w * qscale;
+      }
     }
   }
 
@@ -110,7 +117,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   // 8-bit pools: the next iteration's codes and scales are loaded before this one's are used
   // (software pipelining), doubling the bytes in flight that the smaller loads would halve.
   constexpr bool kPrefetch = kScaled;
-  kv_chunk<S> kn[U], vn[U];
+  kv_chunk<S, DPL> kn[U], vn[U];
   [[maybe_unused]] float ksn[U], vsn[U];
   auto fetch = [&](int tw) {
     const int t0 = tw + (lane / TPT) * U;
@@ -119,9 +126,11 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       const int t = min(t0 + u, end - 1);
       const std::int64_t phys = bt[t >> shift];
       const std::int64_t row = (phys * nkv + kvh) * bs + (t & (bs - 1));
-      const std::int64_t base = row * HD + sl * 8;
-      kn[u] = *reinterpret_cast<const kv_chunk<S>*>(static_cast<const char*>(a.kv.k) + base * EB);
-      vn[u] = *reinterpret_cast<const kv_chunk<S>*>(static_cast<const char*>(a.kv.v) + base * EB);
+      const std::int64_t base = row * HD + sl * DPL;
+      kn[u] =
+          *reinterpret_cast<const kv_chunk<S, DPL>*>(static_cast<const char*>(a.kv.k) + base * EB);
+      vn[u] =
+          *reinterpret_cast<const kv_chunk<S, DPL>*>(static_cast<const char*>(a.kv.v) + base * EB);
       if constexpr (kScaled) {
         ksn[u] = a.kv.k_scale[row];
         vsn[u] = a.kv.v_scale[row];
@@ -136,7 +145,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   for (; tw < end; tw += kStride) {
     const int t0 = tw + (lane / TPT) * U;
     if constexpr (!kPrefetch) fetch(tw);
-    kv_chunk<S> kr[U], vr[U];
+    kv_chunk<S, DPL> kr[U], vr[U];
     [[maybe_unused]] float ks[U], vs[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -200,13 +209,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       float p[MAXG][U];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        float kf[8];
-        kv_chunk_to_float<S>(kr[u], kf);
+        float kf[DPL];
+        kv_chunk_to_float<S, DPL>(kr[u], kf);
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) {
           float dot = 0.0f;
 #pragma unroll
-          for (int i = 0; i < 8; ++i) dot += q[g][i] * kf[i];
+          for (int i = 0; i < DPL; ++i) dot += q[g][i] * kf[i];
 #pragma unroll
           for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
           p[g][u] = t0 + u < end ? dot * ks[u] : -INFINITY;
@@ -233,16 +242,16 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         l[g] = l[g] * corr + psum;
         m[g] = mx;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[g][i] *= corr;
+        for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        float vf[8];
-        kv_chunk_to_float<S>(vr[u], vf);
+        float vf[DPL];
+        kv_chunk_to_float<S, DPL>(vr[u], vf);
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) {
 #pragma unroll
-          for (int i = 0; i < 8; ++i) acc[g][i] += p[g][u] * vf[i];
+          for (int i = 0; i < DPL; ++i) acc[g][i] += p[g][u] * vf[i];
         }
       }
     }
@@ -256,7 +265,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         sm_ml[sub][g][1] = l[g];
       }
 #pragma unroll
-      for (int i = 0; i < 8; ++i) sm_acc[sub][g][sl * 8 + i] = acc[g][i];
+      for (int i = 0; i < DPL; ++i) sm_acc[sub][g][sl * DPL + i] = acc[g][i];
     }
   }
   __syncthreads();

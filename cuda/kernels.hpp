@@ -116,9 +116,12 @@ struct decode_attention_args {
   float* partial_out = nullptr;  // [num_seqs, num_heads, num_splits, head_dim] workspace
   float* partial_ml = nullptr;   // [num_seqs, num_heads, num_splits, 2] workspace (max, sum)
   bf16* out = nullptr;           // [num_seqs, num_heads * head_dim]
-  /// 8-bit pools: tokens each sub-warp loads before using any (4 or 8; 0: the default). bf16
-  /// always uses kTokensPerIter. A benchmark knob.
+  /// 8-bit pools: tokens each sub-warp loads before using any (2, 4 or 8; 0: the default) and
+  /// dimensions per lane (8: one 8-byte load per token, or 16: one 16-byte load, for groups of
+  /// up to 4 query heads per KV head; 0: the default). Valid pairs: (4 or 8, 8), (2 or 4, 16).
+  /// bf16 always uses kTokensPerIter and 8. Benchmark knobs.
   int tokens_per_iter = 0;
+  int dims_per_lane = 0;
 };
 inline constexpr int kMaxDecodeSplits = 64;
 

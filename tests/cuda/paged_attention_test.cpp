@@ -134,10 +134,12 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
     for (int h = 0; h < H; ++h)
       if (lens[s] > 0)
         refs[s * H + h] = w.reference(q.data() + (s * H + h) * hd, s, h, lens[s], scale);
-  // 8-bit pools also run with 8 tokens per sub-warp iteration (the default is 4).
-  const std::vector<int> per_iter =
-      dtype == kv_cache_dtype::kBf16 ? std::vector<int>{0} : std::vector<int>{0, 8};
-  for (const int tokens_per_iter : per_iter)
+  // 8-bit pools also run every other (tokens per iteration, dimensions per lane) variant.
+  const std::vector<std::pair<int, int>> variants =
+      dtype == kv_cache_dtype::kBf16
+          ? std::vector<std::pair<int, int>>{{0, 0}}
+          : std::vector<std::pair<int, int>>{{0, 0}, {4, 8}, {8, 8}, {2, 16}, {4, 16}};
+  for (const auto [tokens_per_iter, dims_per_lane] : variants)
     for (int splits : {1, 5, 32}) {
       device_buffer<float> d_po, d_pml;
       device_buffer<bf16> d_out;
@@ -158,6 +160,7 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
       a.partial_ml = d_pml.get();
       a.out = d_out.get();
       a.tokens_per_iter = tokens_per_iter;
+      a.dims_per_lane = dims_per_lane;
       KVSERVE_ASSERT_CUDA(launch_decode_attention(a, nullptr));
       auto out = download(d_out, S * H * hd);
       for (int s = 0; s < S; ++s)
@@ -167,7 +170,7 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
             ASSERT_NEAR(__bfloat162float(out[(s * H + h) * hd + d]), ref[d],
                         4e-3 + 8e-3 * std::abs(ref[d]))
                 << "seq " << s << " head " << h << " dim " << d << " splits " << splits
-                << " tokens/iter " << tokens_per_iter;
+                << " tokens/iter " << tokens_per_iter << " dims/lane " << dims_per_lane;
         }
     }
 }
