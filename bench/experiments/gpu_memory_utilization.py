@@ -28,23 +28,26 @@ def main():
         runs = []
         for u in args.utilizations.split(","):
             flags = ["--gpu-memory-utilization", u, "--block-size", str(args.block_size)]
+            server = sc.Server(args, flags, f"{NAME}-{u}")
             try:
-                server = sc.Server(args, flags, f"{NAME}-{u}").__enter__()
+                server.__enter__()
             except RuntimeError as e:  # e.g. too little memory for one max-length sequence
                 print(f"util={u}: {e}", file=sys.stderr)
-                runs.append({"utilization": float(u), "error": str(e)})
+                runs.append({"utilization": float(u), "error": str(e),
+                             "server_log": server.log_path.read_text(errors="replace")[-600:]})
                 continue
-            with server:
-                blocks = sc.scrape(server.port).get("kvserve_kv_cache_blocks", 0.0)
+            try:
+                tokens = server.kv_pool_tokens()
                 with sc.MetricsPoller(server.port) as poll:
                     r = sc.run_bench(args, server, [
                         "--workload", "random", "--num-prompts", str(args.num_prompts),
                         "--random-input-len", str(args.input_len), "--random-output-len",
                         str(args.output_len), "--request-rate", "inf", "--seed", "1",
                         "--label", f"util={u}", "--no-save-requests"])
-                runs.append({"utilization": float(u), "kv_blocks": int(blocks),
-                             "kv_tokens": int(blocks) * args.block_size, **poll.result(),
+                runs.append({"utilization": float(u), "kv_tokens": tokens, **poll.result(),
                              "result": r})
+            finally:
+                server.__exit__(None, None, None)
         sc.save(args, NAME, {"experiment": NAME, "runs": runs})
     plot(args, sc.load(args, NAME))
 

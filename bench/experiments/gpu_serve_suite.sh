@@ -9,7 +9,7 @@
 #
 # Stages: prefix (early vs --no-enable-prefix-caching, 2,048-token system prompts), finish
 # (--prefix-commit finish, same workload), kv (KV cache on vs --no-kv-cache), util
-# (--gpu-memory-utilization), block (block sizes 2..64 on shared-prefix).
+# (--gpu-memory-utilization), block (block sizes 2..64 on shared-prefix and multi-turn).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle=${KVSERVE_BUNDLE:-gpu-bundle-serve}
@@ -22,8 +22,12 @@ export LD_LIBRARY_PATH="$PWD/$bundle:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 model=models/llama-3-8b-dummy
 python3 bench/experiments/make_llama3_8b_folder.py --out "$model" > /dev/null || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
+# The client acknowledges at once (see `kvserve bench serve --tcp-quickack`); set
+# KVSERVE_SUITE_BENCH_FLAGS= (empty) to measure with the kernel's default ACK timing.
+bench_flags=${KVSERVE_SUITE_BENCH_FLAGS---tcp-quickack}
 common=(--kvserve "$bundle/kvserve" --device cuda --model "$model" --load-format dummy
-        --tag h100 --img-dir build-bench-logs/img --server-timeout 120)
+        --tag h100 --img-dir build-bench-logs/img --server-timeout 120
+        --bench-flags "$bench_flags")
 # The shared-prefix workload of the prefix and block stages: 4 groups x 8 prompts sharing a
 # 2,048-token system prompt, 32-token questions, 32 output tokens.
 shared=(--groups 4 --prompts-per-group 8 --system-len 2048 --question-len 32 --output-len 32)
@@ -61,7 +65,7 @@ for s in "$@"; do
         --output-len 128 --out "$out/gpu_memory_utilization-h100.json" ;;
     block)
       stage block 60 python3 bench/experiments/block_size.py "${common[@]}" "${shared[@]}" \
-        --workloads shared-prefix --rate 8 --out "$out/block_size-h100.json" ;;
+        --conversations 8 --turns 4 --rate 8 --out "$out/block_size-h100.json" ;;
     *) summary+=("$s: unknown stage") ;;
   esac
 done

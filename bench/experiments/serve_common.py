@@ -30,6 +30,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-flags", default="",
                         help="more server flags, one string, e.g. '--max-num-seqs 8'")
     parser.add_argument("--backend", default="ws", help="bench backend: ws, openai-completions")
+    parser.add_argument("--bench-flags", default="",
+                        help="more `kvserve bench serve` flags, one string, e.g. '--tcp-quickack'")
     parser.add_argument("--out", default="", help="results JSON (default docs/bench-data/serve/)")
     parser.add_argument("--img-dir", default=str(REPO / "docs" / "img"))
     parser.add_argument("--tag", default="", help="suffix of the JSON and PNG names (e.g. h100)")
@@ -179,6 +181,14 @@ class Server:
         self.proc = None
         self.start_s = 0.0
 
+    def kv_pool_tokens(self) -> int:
+        """Tokens of the KV pool, from the start log ("N blocks of B tokens = T tokens"); 0 when
+        the log does not say."""
+        import re
+        m = re.search(r"(\d+) blocks of (\d+) tokens = (\d+) tokens",
+                      self.log_path.read_text(errors="replace"))
+        return int(m.group(3)) if m else 0
+
     def __enter__(self):
         self.log = open(self.log_path, "w")
         print("$ " + " ".join(self.cmd), file=sys.stderr, flush=True)
@@ -187,6 +197,7 @@ class Server:
         deadline = started + self.args.server_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"kvserve serve exited with {self.proc.returncode}; "
                                    f"see {self.log_path}")
             try:
@@ -219,6 +230,7 @@ def run_bench(args, server: Server, bench_flags: list, timeout: float = 900) -> 
     tmp = REPO / "build-bench-logs" / f"bench-{server.port}.json"
     cmd = [args.kvserve, "bench", "serve", "--base-url", f"http://127.0.0.1:{server.port}",
            "--backend", args.backend, "--no-progress", "--output-json", str(tmp)] + bench_flags
+    cmd += args.bench_flags.split()
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     sys.stderr.write(done.stdout)

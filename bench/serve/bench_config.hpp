@@ -52,11 +52,15 @@ struct bench_config {
 
   double request_timeout_s = 300;  ///< one request, connection included
   double max_duration_s = 1800;    ///< the whole run; requests still open then fail
-  bool read_metrics = true;        ///< scrape GET /metrics before and after
-  bool progress = true;            ///< progress bar on stderr
-  bool save_requests = true;       ///< per-request samples in the JSON
-  std::string output_json;         ///< empty: no file
-  std::string label;               ///< free text copied into the JSON (experiment tag)
+  /// Acknowledge every read at once (Linux TCP_QUICKACK). A server that leaves Nagle's
+  /// algorithm on holds a small write until the previous one is acknowledged, and Linux delays
+  /// ACKs by up to 40 ms: with this the client never delays, so TTFT shows the engine's time.
+  bool tcp_quickack = false;
+  bool read_metrics = true;   ///< scrape GET /metrics before and after
+  bool progress = true;       ///< progress bar on stderr
+  bool save_requests = true;  ///< per-request samples in the JSON
+  std::string output_json;    ///< empty: no file
+  std::string label;          ///< free text copied into the JSON (experiment tag)
 };
 
 }  // namespace kvserve::bench

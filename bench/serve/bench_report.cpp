@@ -142,6 +142,7 @@ std::string report_json(const bench_config& config, const bench_summary& s,
   j["request_rate"] = rate_json(config.request_rate);
   j["max_concurrency"] = config.max_concurrency;
   j["ignore_eos"] = config.ignore_eos;
+  j["tcp_quickack"] = config.tcp_quickack;
   j["temperature"] = config.temperature;
   j["retain_system_prompt_priority"] = config.retain_system_prompt_priority;
   j["workload"] = workload_json(config.workload);

@@ -24,8 +24,13 @@ inline double clock_seconds(bench_clock::time_point t) {
 struct transport_context {
   server_address address;
   std::string api_key;
-  double run_origin = 0;  ///< clock_seconds() of the start of the run
+  double run_origin = 0;      ///< clock_seconds() of the start of the run
+  bool tcp_quickack = false;  ///< bench_config::tcp_quickack
 };
+
+/// Sets TCP_QUICKACK on a connected socket's native handle (Linux; a no-op elsewhere). Linux
+/// leaves quick-ACK mode on its own after a while, so callers set it again before every read.
+void set_tcp_quickack(int native_socket);
 
 /// One generation over the WebSocket protocol (a connection of its own). Never throws; a
 /// transport error or the deadline ends it as failed.

@@ -69,6 +69,7 @@ class runner {
         progress_(count_requests(sessions_), config.progress) {
     ctx_.address = config.address;
     ctx_.api_key = config.api_key;
+    ctx_.tcp_quickack = config.tcp_quickack;
   }
 
   result<bench_run> run() {

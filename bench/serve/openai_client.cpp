@@ -66,6 +66,7 @@ asio::awaitable<request_outcome> run_openai_request(const transport_context& ctx
     http::response_parser<http::string_body> parser;
     parser.body_limit(boost::none);
     stream.expires_at(deadline);
+    if (ctx.tcp_quickack) set_tcp_quickack(stream.socket().native_handle());
     co_await http::async_read_header(stream, buffer, parser, asio::use_awaitable);
     if (parser.get().result_int() != 200) {
       co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
@@ -76,6 +77,7 @@ asio::awaitable<request_outcome> run_openai_request(const transport_context& ctx
     sse_splitter splitter;
     while (!rec.finished() && !parser.is_done()) {
       stream.expires_at(deadline);
+      if (ctx.tcp_quickack) set_tcp_quickack(stream.socket().native_handle());
       co_await http::async_read_some(stream, buffer, parser, asio::use_awaitable);
       double now = clock_seconds(bench_clock::now());
       std::string& body = parser.get().body();

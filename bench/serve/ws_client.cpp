@@ -6,6 +6,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include "bench/serve/client_transport.hpp"
 
 namespace kvserve::bench {
@@ -19,6 +23,16 @@ namespace {
 /// Must match net/ws_protocol.hpp's kWebSocketPath (bench/ does not include net/).
 constexpr const char* kWebSocketPath = "/v1/ws";
 }  // namespace
+
+void set_tcp_quickack(int native_socket) {
+#ifdef TCP_QUICKACK
+  int on = 1;
+  // Best effort: a failure only leaves the kernel's default ACK timing.
+  (void)::setsockopt(native_socket, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
+#else
+  (void)native_socket;
+#endif
+}
 
 asio::awaitable<request_outcome> run_ws_request(const transport_context& ctx, std::string id,
                                                 request_spec spec,
@@ -46,10 +60,12 @@ asio::awaitable<request_outcome> run_ws_request(const transport_context& ctx, st
     ws.text(true);
     std::string frame = ws_start_frame(id, spec);
     beast::get_lowest_layer(ws).expires_at(deadline);
+    if (ctx.tcp_quickack) set_tcp_quickack(beast::get_lowest_layer(ws).socket().native_handle());
     co_await ws.async_write(asio::buffer(frame), asio::use_awaitable);
     beast::flat_buffer buffer;
     while (!rec.finished()) {
       beast::get_lowest_layer(ws).expires_at(deadline);
+      if (ctx.tcp_quickack) set_tcp_quickack(beast::get_lowest_layer(ws).socket().native_handle());
       co_await ws.async_read(buffer, asio::use_awaitable);
       double now = clock_seconds(bench_clock::now());
       std::string text = beast::buffers_to_string(buffer.data());
