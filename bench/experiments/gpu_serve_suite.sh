@@ -7,7 +7,8 @@
 #
 #   bench/experiments/gpu_serve_suite.sh prefix kv util finish block
 #
-# Stages: prefix (early vs --no-enable-prefix-caching, 2,048-token system prompts), finish
+# Stages: prefix (early vs --no-enable-prefix-caching, 2,048-token system prompts), nagle
+# (early at 2 and 4/s with the kernel's default ACK timing), finish
 # (--prefix-commit finish, same workload), kv (KV cache on vs --no-kv-cache), util
 # (--gpu-memory-utilization), block (block sizes 2..64 on shared-prefix and multi-turn).
 set -uo pipefail
@@ -51,6 +52,10 @@ for s in "$@"; do
       stage prefix 90 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
         --modes early,no-prefix-caching --rates 2,4,8,16 --one-server-per-mode \
         --out "$out/prefix_commit-h100.json" ;;
+    nagle)
+      stage nagle 30 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
+        --bench-flags "" --modes early --rates 2,4 --one-server-per-mode \
+        --out "$out/prefix_commit-h100-noquickack.json" ;;
     finish)
       stage finish 50 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
         --modes finish --rates 2,4,8,16 --one-server-per-mode \
