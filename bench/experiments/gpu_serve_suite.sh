@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 bench_flags=${KVSERVE_SUITE_BENCH_FLAGS---tcp-quickack}
 common=(--kvserve "$bundle/kvserve" --device cuda --model "$model" --load-format dummy
         --tag h100 --img-dir build-bench-logs/img --server-timeout 120
-        --bench-flags "$bench_flags")
+        "--bench-flags=$bench_flags")
 # The shared-prefix workload of the prefix and block stages: 4 groups x 8 prompts sharing a
 # 2,048-token system prompt, 32-token questions, 32 output tokens.
 shared=(--groups 4 --prompts-per-group 8 --system-len 2048 --question-len 32 --output-len 32)
@@ -54,7 +54,7 @@ for s in "$@"; do
         --out "$out/prefix_commit-h100.json" ;;
     nagle)
       stage nagle 30 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
-        --bench-flags "" --modes early --rates 2,4 --one-server-per-mode \
+        --bench-flags= --modes early --rates 2,4 --one-server-per-mode \
         --out "$out/prefix_commit-h100-noquickack.json" ;;
     finish)
       stage finish 50 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
