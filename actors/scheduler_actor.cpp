@@ -2,8 +2,10 @@
 //   plan_allocations -> cache manager (allocate) -> apply_allocations -> worker (execute)
 //   -> apply_result, then the next step; client messages are handled in between.
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +22,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 constexpr auto kRetryDelay = std::chrono::milliseconds(1);
+/// Token deltas of steps faster than this are coalesced; stats are published at this rate
+/// (and whenever a request ends or the scheduler goes idle).
+constexpr auto kFlushInterval = std::chrono::microseconds(1000);
 
 struct scheduler_state {
   scheduler_config config;
@@ -49,10 +54,49 @@ struct scheduler_state {
   std::uint64_t cuda_graph_replays = 0;
   std::uint64_t num_accepted = 0;
   std::uint64_t num_rejected = 0;
+  // Token coalescing: deltas of fast steps are merged and sent at most every kFlushInterval
+  // (and always before a final event, and when the scheduler goes idle), so a request
+  // actor gets one message per interval rather than one per step.
+  std::vector<token_delta> pending_deltas;
+  clock::time_point last_flush{};
+  clock::time_point last_publish{};
+  bool final_sent = false;  // a final event went out since the last publish
   static inline const char* name = "kvserve.scheduler";
 };
 
 using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
+
+/// Sends the coalesced token deltas: one message per request, in order.
+void flush(self_ptr self) {
+  auto& st = self->state;
+  st.last_flush = clock::now();
+  if (st.pending_deltas.empty()) return;
+  auto& pending = st.pending_deltas;
+  std::stable_sort(pending.begin(), pending.end(),
+                   [](const token_delta& a, const token_delta& b) { return a.id < b.id; });
+  for (std::size_t i = 0; i < pending.size();) {
+    token_delta merged = std::move(pending[i]);
+    std::size_t j = i + 1;
+    for (; j < pending.size() && pending[j].id == merged.id; ++j) {
+      token_delta& d = pending[j];
+      merged.tokens.insert(merged.tokens.end(), d.tokens.begin(), d.tokens.end());
+      merged.logprobs.insert(merged.logprobs.end(), std::make_move_iterator(d.logprobs.begin()),
+                             std::make_move_iterator(d.logprobs.end()));
+      merged.prompt_logprobs.insert(merged.prompt_logprobs.end(),
+                                    std::make_move_iterator(d.prompt_logprobs.begin()),
+                                    std::make_move_iterator(d.prompt_logprobs.end()));
+    }
+    auto it = st.clients.find(merged.id);
+    if (it != st.clients.end()) self->send(it->second, tokens_atom::value, std::move(merged));
+    i = j;
+  }
+  pending.clear();
+}
+
+void maybe_flush(self_ptr self) {
+  auto& st = self->state;
+  if (!st.busy() || clock::now() - st.last_flush >= kFlushInterval) flush(self);
+}
 
 void deliver(self_ptr self, std::vector<sequence_event>& events) {
   auto& st = self->state;
@@ -66,17 +110,20 @@ void deliver(self_ptr self, std::vector<sequence_event>& events) {
                    static_cast<std::int32_t>(e.cached_prompt_tokens));
         break;
       case sequence_event::kind::kTokens:
-        self->send(it->second, tokens_atom::value,
-                   token_delta{e.id, std::move(e.tokens), std::move(e.logprobs),
-                               std::move(e.prompt_logprobs)});
+        st.pending_deltas.push_back(token_delta{e.id, std::move(e.tokens), std::move(e.logprobs),
+                                                std::move(e.prompt_logprobs)});
         break;
       case sequence_event::kind::kFinished:
+        flush(self);  // its tokens first
         self->send(it->second, finished_atom::value, e.id, e.finish_reason, e.stop_reason);
         st.clients.erase(it);
+        st.final_sent = true;
         break;
       case sequence_event::kind::kError:
+        flush(self);
         self->send(it->second, failed_atom::value, e.id, error_info::from(e.error));
         st.clients.erase(it);
+        st.final_sent = true;
         break;
     }
   }
@@ -110,6 +157,12 @@ engine_stats make_stats(const scheduler_state& st) {
 void publish(self_ptr self) {
   auto& st = self->state;
   if (!st.board && !st.obs) return;
+  const auto now = clock::now();
+  // Throttled on fast steps; always after a request ended or when idle, so that a client
+  // that saw its final event reads stats that include it.
+  if (!st.final_sent && st.busy() && now - st.last_publish < kFlushInterval) return;
+  st.final_sent = false;
+  st.last_publish = now;
   engine_stats s = make_stats(st);
   if (st.board) st.board->publish(s);
   if (st.obs) st.obs->on_stats(s);
@@ -157,6 +210,7 @@ void fault_point(self_ptr self, const char* where) {
 void fail_everyone(self_ptr self, const status& error) noexcept {
   auto& st = self->state;
   try {
+    flush(self);
     for (auto& [id, client] : st.clients)
       self->send(client, failed_atom::value, id, error_info::from(error));
     for (auto& [id, client] : st.doomed)
@@ -203,6 +257,7 @@ void continue_recovery(self_ptr self) {
 void recover(self_ptr self, status error) {
   auto& st = self->state;
   try {
+    st.pending_deltas.clear();  // the policy is suspect: these requests fail anyway
     ++st.epoch;
     for (auto& entry : st.clients) st.doomed.push_back(std::move(entry));
     st.clients.clear();
@@ -239,8 +294,9 @@ void on_executed(self_ptr self, worker_outcome& out) {
     on_allocated(self, reply);
     return;
   }
-  publish(self);
   kick(self);
+  maybe_flush(self);
+  publish(self);
 }
 
 void send_step(self_ptr self, step_plan plan) {
@@ -274,14 +330,16 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
     // the error, waiting ones are served later.
     std::vector<sequence_event> events = st.policy->abort_allocations(reply.error);
     deliver(self, events);
-    publish(self);
     kick(self);
+    maybe_flush(self);
+    publish(self);
     return;
   }
   planned_step ps = st.policy->apply_allocations(reply);
   deliver(self, ps.events);
-  publish(self);
   if (ps.plan.seqs.empty()) {
+    flush(self);
+    publish(self);
     if (st.policy->has_work() && !st.retry_pending) {
       st.retry_pending = true;
       self->delayed_send(self, kRetryDelay, step_atom::value);
@@ -290,6 +348,8 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
   }
   send_step(self, std::move(ps.plan));
   kick(self);  // overlap: the next step's cache request goes out while this one runs
+  maybe_flush(self);
+  publish(self);
 }
 
 void kick(self_ptr self) {

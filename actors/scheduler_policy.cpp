@@ -221,6 +221,7 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
       ++count;
     }
   } else {
+    req.grows.reserve(running_.size());
     for (seq_id id : running_) {
       sequence& s = seqs_.at(id);
       // Overlap: a sequence in the running step is sized for the token it will sample, and
@@ -248,7 +249,7 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
       ++count;
     }
   }
-  if (room && budget > 0) {
+  if (room && budget > 0 && !waiting_.empty() && count < config_.max_num_seqs) {
     for (seq_id id : ordered_waiting(now)) {
       if (count >= config_.max_num_seqs || budget <= 0) break;
       sequence& s = seqs_.at(id);
@@ -419,10 +420,12 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     budget -= chunk;
     step_seqs_.push_back(id);
   };
-  // consider() may finish a sequence (erasing it from running_): iterate over a copy.
-  const std::vector<seq_id> order = running_;
+  // consider() may finish a sequence (erasing it from running_): iterate over a copy (a
+  // member, so its capacity is kept from step to step).
+  out.plan.seqs.reserve(running_.size());
+  order_scratch_.assign(running_.begin(), running_.end());
   std::vector<seq_id> admitted_now;
-  for (seq_id id : order) {
+  for (seq_id id : order_scratch_) {
     auto it = seqs_.find(id);
     if (it == seqs_.end()) continue;
     if (it->second.admitted_now) {

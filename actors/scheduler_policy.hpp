@@ -151,6 +151,7 @@ class scheduler_policy {
   std::vector<seq_id> step_seqs_;                // sequences of the current plan, in order
   std::vector<seq_id> step_admits_;              // admissions of the current cache request
   std::vector<seq_id> step_probes_;
+  std::vector<seq_id> order_scratch_;  // apply_allocations' copy of running_
   std::uint64_t next_order_ = 0;
   std::uint64_t step_index_ = 0;
   std::uint64_t num_preemptions_ = 0;

@@ -1,7 +1,9 @@
 #include "actors/step_executor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -15,8 +17,9 @@ worker_outcome step_executor::execute(step_plan plan) {
   out.step_index = plan.step_index;
   for (sequence_step& s : plan.seqs) {
     if (!s.input_from_last_sample) continue;
-    auto it = last_sampled_.find(s.id);
-    if (it == last_sampled_.end() || s.tokens.empty()) {
+    auto it = std::lower_bound(last_sampled_.begin(), last_sampled_.end(),
+                               std::make_pair(s.id, std::numeric_limits<std::int32_t>::min()));
+    if (it == last_sampled_.end() || it->first != s.id || s.tokens.empty()) {
       out.error = {status_code::kInternal,
                    "sequence " + std::to_string(s.id) + " has no token from the previous step"};
       last_sampled_.clear();
@@ -45,7 +48,10 @@ worker_outcome step_executor::execute(step_plan plan) {
   if (out.error.is_ok()) {
     out.result.step_index = plan.step_index;
     for (const sequence_result& r : out.result.seqs) {
-      if (r.sampled_token) last_sampled_[r.id] = *r.sampled_token;
+      if (r.sampled_token) last_sampled_.emplace_back(r.id, *r.sampled_token);
+    }
+    if (!std::is_sorted(last_sampled_.begin(), last_sampled_.end())) {
+      std::sort(last_sampled_.begin(), last_sampled_.end());
     }
   }
   return out;

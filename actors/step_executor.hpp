@@ -5,7 +5,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "model/backend.hpp"
 #include "model/status.hpp"
@@ -34,7 +35,8 @@ class step_executor {
 
  private:
   std::unique_ptr<backend> backend_;
-  std::unordered_map<seq_id, std::int32_t> last_sampled_;  // tokens sampled by the last step
+  /// Tokens sampled by the last step, sorted by id (a flat vector: no allocation per step).
+  std::vector<std::pair<seq_id, std::int32_t>> last_sampled_;
 };
 
 }  // namespace kvserve

@@ -182,21 +182,23 @@ void early_reuse_case(bool early) {
   config.prefix_commit_early = early;
   fixture f(config);
   testing::gate gate;
-  std::atomic<bool> hold{false};
-  f.fake->on_execute = [&](const step_plan&) {
-    if (hold) gate.pass();
+  gate.close();
+  std::atomic<bool> armed{true};
+  // Held once, at a step where a alone decodes its third token: its prompt blocks are full.
+  f.fake->on_execute = [&](const step_plan& p) {
+    if (armed && p.seqs.size() == 1 && p.seqs[0].start_position >= 19) {
+      armed = false;
+      gate.pass();
+    }
   };
   auto system = make_prompt(16, 3);
   auto p1 = system, p2 = system;
   p1.push_back(1);
   p2.push_back(2);
   const request_id a = f.eng->submit(token_request(p1, 40), f.events.callback());
-  ASSERT_TRUE(f.events.wait_tokens(a, 3));  // a is decoding: its prompt blocks are full
-  gate.close();
-  hold = true;
   ASSERT_TRUE(gate.wait_blocked());
   const request_id b = f.eng->submit(token_request(p2, 3), f.events.callback());
-  hold = false;
+  std::this_thread::sleep_for(20ms);  // b reaches the scheduler while a is held
   gate.open();
   ASSERT_TRUE(f.events.wait_final(b));
   EXPECT_EQ(f.events.get(a).num_final, 0) << "a must still be generating";
