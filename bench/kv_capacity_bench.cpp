@@ -123,9 +123,9 @@ int main(int argc, char** argv) {
       model_name.c_str(), s.context_len, s.context_len - capacity::kDecodeSteps,
       capacity::kDecodeSteps + 1, s.block_size);
   std::printf(
-      "| memory | dtype | bytes/token | blocks | sequences held | KV tokens held | "
-      "tokens vs bf16 | computed: sequences x context | blocks used | preemptions |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+      "| memory | dtype | bytes/token | blocks | sequences held | tokens held | tokens vs bf16 | "
+      "computed tokens | KV tokens written, fullest step | blocks used | preemptions |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::stringstream list(memories);
   std::string item;
   while (std::getline(list, item, ',')) {
@@ -135,23 +135,23 @@ int main(int argc, char** argv) {
                              kv_cache_dtype::kInt8}) {
       const capacity::measurement m = capacity::measure(s, d, memory);
       if (!m.error.is_ok()) {
-        std::printf("| %s | %s | - | - | - | - | - | - | - | %s |\n", size_text(memory).c_str(),
+        std::printf("| %s | %s | - | - | - | - | - | - | - | - | %s |\n", size_text(memory).c_str(),
                     to_string(d), m.error.message().c_str());
         continue;
       }
-      if (d == kv_cache_dtype::kBf16) bf16_tokens = m.peak_tokens;
+      if (d == kv_cache_dtype::kBf16) bf16_tokens = m.tokens_held();
       const std::int64_t computed =
           kv_max_sequences(m.num_blocks, s.block_size, s.context_len) * s.context_len;
       char ratio[32] = "-";
       if (bf16_tokens > 0) {
         std::snprintf(ratio, sizeof ratio, "%.2fx",
-                      static_cast<double>(m.peak_tokens) / static_cast<double>(bf16_tokens));
+                      static_cast<double>(m.tokens_held()) / static_cast<double>(bf16_tokens));
       }
-      std::printf("| %s | %s | %zu | %d | %d | %lld | %s | %lld | %lld%s | %llu |\n",
+      std::printf("| %s | %s | %zu | %d | %d | %lld | %s | %lld | %lld | %lld%s | %llu |\n",
                   size_text(memory).c_str(), to_string(d), m.bytes_per_token, m.num_blocks,
-                  m.peak_sequences, static_cast<long long>(m.peak_tokens), ratio,
-                  static_cast<long long>(computed), static_cast<long long>(m.peak_blocks),
-                  m.pool_bound() ? "" : " (not pool-bound)",
+                  m.peak_sequences, static_cast<long long>(m.tokens_held()), ratio,
+                  static_cast<long long>(computed), static_cast<long long>(m.peak_tokens),
+                  static_cast<long long>(m.peak_blocks), m.pool_bound() ? "" : " (not pool-bound)",
                   static_cast<unsigned long long>(m.num_preemptions));
       if (m.num_errors > 0) {
         std::printf("(%d requests failed: %s)\n", m.num_errors, m.first_error.c_str());

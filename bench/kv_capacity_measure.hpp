@@ -58,6 +58,11 @@ struct measurement {
   std::string first_error;      ///< the message of the first
   std::string trace;            ///< per step: sequences/KV tokens/blocks
   status error = status::ok();  ///< the backend refused the dtype, or the run failed
+  /// Tokens the pool held: the most sequences resident at once, each of which grew to
+  /// context_len tokens in its own blocks without preemption.
+  std::int64_t tokens_held() const {
+    return static_cast<std::int64_t>(peak_sequences) * context_len;
+  }
   /// The fullest step left no room for one more sequence: the pool, not the arrival of
   /// requests, bounded it.
   bool pool_bound() const {
