@@ -132,6 +132,10 @@ request_state::token_outcome request_state::on_tokens(
   for (std::size_t i = 0; i < tokens.size() && !stopped_; ++i) {
     const std::int32_t t = tokens[i];
     ++completion_tokens_;
+    // Tokens of several fast steps may come in one message (the scheduler coalesces them):
+    // they arrived together, so each after the first counts a latency of 0 (one latency per
+    // token after the first, however they were batched).
+    if (i > 0) inter_token_latencies_.push_back(0.0);
     ev.token_ids.push_back(t);
     if (i < logprobs.size()) ev.logprobs.push_back(logprobs[i]);
     // A stop token (or EOS) ends the output without adding its text, as vLLM does.

@@ -341,6 +341,8 @@ TEST(engine, pull_stream_and_timeout) {
   EXPECT_TRUE(std::holds_alternative<accepted_event>(events.front()));
   ASSERT_TRUE(std::holds_alternative<finished_event>(events.back()));
   EXPECT_EQ(std::get<finished_event>(events.back()).usage.completion_tokens, 3);
+  // One latency per token after the first, however the tokens were coalesced.
+  EXPECT_EQ(std::get<finished_event>(events.back()).inter_token_latencies_seconds.size(), 2u);
   EXPECT_FALSE(stream->next(10ms).has_value());
 
   testing::gate gate;
