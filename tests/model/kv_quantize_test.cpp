@@ -205,31 +205,32 @@ TEST_P(HeadQuantize, RoundTripWithinBounds) {
   }
 }
 
-TEST_P(HeadQuantize, ZeroAndTinyHeadsGiveZeroScale) {
-  const kv_cache_dtype dtype = GetParam();
-  if (!kv_dtype_has_scales(dtype)) GTEST_SKIP() << "no scales";
-  for (const float value : {0.0f, 1e-35f, -std::numeric_limits<float>::denorm_min()}) {
-    std::vector<float> x(16, 0.0f);
-    x[5] = value;
-    std::vector<std::uint8_t> codes(16, 0xAB);
-    EXPECT_EQ(quantize_head(dtype, x.data(), 16, codes.data()), 0.0f);
-    for (std::uint8_t c : codes) EXPECT_EQ(c, 0);
-    std::vector<float> back(16, 1.0f);
-    dequantize_head(dtype, codes.data(), 0.0f, 16, back.data());
-    for (float v : back) EXPECT_EQ(v, 0.0f);
+TEST(KvQuantize, ZeroAndTinyHeadsGiveZeroScale) {
+  for (const kv_cache_dtype dtype : {kv_cache_dtype::kFp8E4m3, kv_cache_dtype::kInt8}) {
+    SCOPED_TRACE(to_string(dtype));
+    for (const float value : {0.0f, 1e-35f, -std::numeric_limits<float>::denorm_min()}) {
+      std::vector<float> x(16, 0.0f);
+      x[5] = value;
+      std::vector<std::uint8_t> codes(16, 0xAB);
+      EXPECT_EQ(quantize_head(dtype, x.data(), 16, codes.data()), 0.0f);
+      for (std::uint8_t c : codes) EXPECT_EQ(c, 0);
+      std::vector<float> back(16, 1.0f);
+      dequantize_head(dtype, codes.data(), 0.0f, 16, back.data());
+      for (float v : back) EXPECT_EQ(v, 0.0f);
+    }
+    // Just above the threshold: a real scale, finite codes.
+    std::vector<float> x(8, 0.0f);
+    x[0] = 2 * kKvMinAmax;
+    x[1] = -kKvMinAmax;
+    std::vector<std::uint8_t> codes(8);
+    const float scale = quantize_head(dtype, x.data(), 8, codes.data());
+    EXPECT_GT(scale, 0.0f);
+    EXPECT_TRUE(std::isnormal(scale));
+    std::vector<float> back(8);
+    dequantize_head(dtype, codes.data(), scale, 8, back.data());
+    EXPECT_NEAR(back[0], x[0], x[0] * 1e-5f);
+    EXPECT_NEAR(back[1], x[1], x[0] * 0.01f);
   }
-  // Just above the threshold: a real scale, finite codes.
-  std::vector<float> x(8, 0.0f);
-  x[0] = 2 * kKvMinAmax;
-  x[1] = -kKvMinAmax;
-  std::vector<std::uint8_t> codes(8);
-  const float scale = quantize_head(dtype, x.data(), 8, codes.data());
-  EXPECT_GT(scale, 0.0f);
-  EXPECT_TRUE(std::isnormal(scale));
-  std::vector<float> back(8);
-  dequantize_head(dtype, codes.data(), scale, 8, back.data());
-  EXPECT_NEAR(back[0], x[0], x[0] * 1e-5f);
-  EXPECT_NEAR(back[1], x[1], x[0] * 0.01f);
 }
 
 TEST_P(HeadQuantize, StoredLayout) {
