@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -28,6 +29,18 @@ namespace {
 
 using namespace kvserve;
 using clock_type = std::chrono::steady_clock;
+
+/// CPU time of the whole process (all threads): what the work costs, whatever else runs.
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+struct timing {
+  double wall_us = 0;  ///< wall time per step
+  double cpu_us = 0;   ///< process CPU time per step
+};
 
 constexpr int kBlockSize = 16;
 constexpr int kPromptLen = 32;
@@ -72,7 +85,7 @@ int blocks_needed(int n, int max_tokens) {
   return n * ((kPromptLen + max_tokens) / kBlockSize + 2) + 64;
 }
 
-double plain_us_per_step(int n, double seconds) {
+timing plain_us_per_step(int n, double seconds) {
   scheduler_config sc;
   sc.block_size = kBlockSize;
   sc.max_model_len = 1 << 20;
@@ -105,17 +118,19 @@ double plain_us_per_step(int n, double seconds) {
   };
   for (int i = 0; i < 8; ++i) run_step();  // prefill and warm-up
   int steps = 0;
+  const double cpu0 = cpu_seconds();
   const auto start = clock_type::now();
   const auto deadline = start + std::chrono::duration<double>(seconds);
   while (clock_type::now() < deadline && steps < steps_cap) {
     run_step();
     ++steps;
   }
-  const double us =
-      std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / steps;
+  timing t;
+  t.wall_us = std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / steps;
+  t.cpu_us = 1e6 * (cpu_seconds() - cpu0) / steps;
   if (policy.num_running() != n)
     std::fprintf(stderr, "warning: %d running\n", policy.num_running());
-  return us;
+  return t;
 }
 
 struct step_counter : observer {
@@ -128,7 +143,7 @@ struct step_counter : observer {
   }
 };
 
-double actors_us_per_step(int n, double seconds) {
+timing actors_us_per_step(int n, double seconds) {
   const int max_tokens = kMeasuredSteps + 1000;
   engine_config config;
   config.block_size = kBlockSize;
@@ -155,16 +170,19 @@ double actors_us_per_step(int n, double seconds) {
   while (obs->full_steps.load() < 8) std::this_thread::sleep_for(std::chrono::microseconds(50));
   // Time a fixed number of steps (all with N sequences decoding; requests outlive them).
   const int s0 = obs->steps.load();
+  const double cpu0 = cpu_seconds();
   const auto start = clock_type::now();
   const auto deadline = start + std::chrono::duration<double>(seconds);
   while (obs->steps.load() < s0 + kMeasuredSteps && clock_type::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
   const int s1 = obs->steps.load();
-  const double us =
+  timing t;
+  t.wall_us =
       std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / (s1 - s0);
+  t.cpu_us = 1e6 * (cpu_seconds() - cpu0) / (s1 - s0);
   (*eng)->shutdown(std::chrono::milliseconds(0));
-  return us;
+  return t;
 }
 
 }  // namespace
@@ -183,11 +201,12 @@ int main(int argc, char** argv) {
       while (std::getline(ss, item, ',')) sizes.push_back(std::atoi(item.c_str()));
     }
   }
-  std::printf("running_seqs  plain_us_per_step  actors_us_per_step\n");
+  std::printf("running_seqs  plain_us_per_step  actors_us_per_step  plain_cpu_us  actors_cpu_us\n");
   for (int n : sizes) {
-    const double plain = plain_us_per_step(n, seconds);
-    const double actors = actors_us_per_step(n, seconds);
-    std::printf("%12d  %17.1f  %18.1f\n", n, plain, actors);
+    const timing plain = plain_us_per_step(n, seconds);
+    const timing actors = actors_us_per_step(n, seconds);
+    std::printf("%12d  %17.1f  %18.1f  %12.1f  %13.1f\n", n, plain.wall_us, actors.wall_us,
+                plain.cpu_us, actors.cpu_us);
     std::fflush(stdout);
   }
   return 0;
