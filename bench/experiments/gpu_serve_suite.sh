@@ -8,7 +8,8 @@
 #   bench/experiments/gpu_serve_suite.sh prefix kv util finish block
 #
 # Stages: prefix (early vs --no-enable-prefix-caching, 2,048-token system prompts), nagle
-# (early at 2 and 4/s with the kernel's default ACK timing), finish
+# (early at 2 and 4/s with the kernel's default ACK timing), ttft (early vs none at 1, 2, 4/s),
+# kvshort (one idle request of 16-256 tokens, with and without the cache), finish
 # (--prefix-commit finish, same workload), kv (KV cache on vs --no-kv-cache), util
 # (--gpu-memory-utilization), block (block sizes 2..64 on shared-prefix and multi-turn).
 set -uo pipefail
@@ -56,6 +57,14 @@ for s in "$@"; do
       stage nagle 30 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
         --bench-flags= --modes early --rates 2,4 --one-server-per-mode \
         --out "$out/prefix_commit-h100-noquickack.json" ;;
+    ttft)
+      stage ttft 40 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
+        --modes early,no-prefix-caching --rates 1,2,4 --one-server-per-mode \
+        --out "$out/prefix_commit-h100-lowrate.json" ;;
+    kvshort)
+      stage kvshort 30 python3 bench/experiments/kv_cache_on_off.py "${common[@]}" \
+        --input-lens 16,64,256 --output-len 16 --num-prompts 2 \
+        --out "$out/kv_cache_on_off-h100-short.json" ;;
     finish)
       stage finish 50 python3 bench/experiments/prefix_commit.py "${common[@]}" "${shared[@]}" \
         --modes finish --rates 2,4,8,16 --one-server-per-mode \

@@ -24,18 +24,21 @@ def main():
               f"Command: `{exp['script']}`\n")
         head = list(keys) + ["ok/sent", "TTFT med (ms)", "TTFT p90 (ms)", "TPOT med (ms)",
                              "ITL p99 (ms)", "E2E med (ms)", "tok/s", "out tok/s",
-                             "hit % (usage / metrics)"]
+                             "hit % (usage / metrics)", "check"]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         for r in exp["runs"]:
+            if "result" not in r:
+                continue
             x = r["result"]
             hit = f"{100 * x['client_prefix_hit_rate']:.1f} / " + (
                 f"{100 * x['server']['prefix_hit_rate']:.1f}" if x["server"]["available"] else "-")
             row = [str(r[k]) for k in keys] + [
                 f"{x['completed']}/{x['num_requests']}", f"{x['ttft_ms']['median']:.0f}",
-                f"{x['ttft_ms']['p90']:.0f}", f"{x['tpot_ms']['median']:.0f}",
+                f"{x['ttft_ms']['p90']:.0f}", f"{x['tpot_ms']['median']:.1f}",
                 f"{x['itl_ms']['p99']:.0f}", f"{x['e2e_ms']['median']:.0f}",
                 f"{x['total_token_throughput']:.1f}", f"{x['output_throughput']:.1f}", hit]
+            row.append(x.get("check", "-"))
             print("| " + " | ".join(row) + " |")
         print()
 

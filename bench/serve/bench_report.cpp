@@ -172,6 +172,8 @@ std::string report_json(const bench_config& config, const bench_summary& s,
     server["generation_tokens"] = s.server.generation_tokens;
     server["preemptions"] = s.server.preemptions;
     server["evictions"] = s.server.evictions;
+    server["mean_ttft_ms"] = 1e3 * s.server.mean_ttft_s();
+    server["mean_queue_time_ms"] = 1e3 * s.server.mean_queue_time_s();
     server["token_counts_match"] = s.token_counts_match;
     server["prompt_tokens_counted"] = s.server_counts_uncached_prompt_tokens ? "uncached"
                                       : s.token_counts_match                 ? "all"
@@ -239,6 +241,8 @@ std::string report_table(const bench_config& config, const bench_summary& s) {
   row("Prefix hit rate, usage (%):", "%.2f", 100.0 * s.client_prefix_hit_rate);
   if (s.server.available) {
     row("Prefix hit rate, /metrics (%):", "%.2f", 100.0 * s.server.prefix_hit_rate());
+    row("Mean TTFT, /metrics (ms):", "%.2f", 1e3 * s.server.mean_ttft_s());
+    row("Mean queue time, /metrics (ms):", "%.2f", 1e3 * s.server.mean_queue_time_s());
     std::snprintf(line, sizeof line, "%-40s %14s\n",
                   "Token counts equal /metrics:", s.token_counts_match ? "yes" : "no");
     out += line;

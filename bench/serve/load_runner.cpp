@@ -115,14 +115,24 @@ class runner {
     server_counters counters;
     if (config_.read_metrics && !before.empty()) {
       long long client_output = 0;
-      for (const request_outcome& o : outcomes_) client_output += o.output_tokens;
-      // The server may count a request's last tokens a moment after it streamed them: wait
-      // (a bounded time) until its counter reaches what the client saw.
+      long long client_first_tokens = 0;
+      for (const request_outcome& o : outcomes_) {
+        client_output += o.output_tokens;
+        if (o.output_tokens > 0) ++client_first_tokens;
+      }
+      // The server may count a request's last tokens, and observe its TTFT when the request
+      // ends, a moment after it streamed them: wait (a bounded time) until its counters reach
+      // what the client saw.
       for (int attempt = 0; attempt < 20; ++attempt) {
         auto scraped = scrape();
         if (!scraped.ok || scraped.http_status != 200) break;
-        counters = counters_between(before, metrics_snapshot::parse(scraped.body));
-        if (std::llround(counters.generation_tokens) >= client_output) break;
+        const metrics_snapshot after = metrics_snapshot::parse(scraped.body);
+        counters = counters_between(before, after);
+        const bool has_ttft = after.sum("kvserve_time_to_first_token_seconds_count").has_value();
+        if (std::llround(counters.generation_tokens) >= client_output &&
+            (!has_ttft || std::llround(counters.ttft_count) >= client_first_tokens)) {
+          break;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }

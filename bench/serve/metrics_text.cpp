@@ -106,6 +106,10 @@ server_counters counters_between(const metrics_snapshot& before, const metrics_s
   c.generation_tokens = delta("kvserve_generation_tokens_total");
   c.preemptions = delta("kvserve_num_preemptions_total");
   c.evictions = delta("kvserve_kv_cache_evictions_total");
+  c.ttft_sum_s = delta("kvserve_time_to_first_token_seconds_sum");
+  c.ttft_count = delta("kvserve_time_to_first_token_seconds_count");
+  c.queue_time_sum_s = delta("kvserve_request_queue_time_seconds_sum");
+  c.queue_time_count = delta("kvserve_request_queue_time_seconds_count");
   return c;
 }
 

@@ -34,6 +34,17 @@ struct server_counters {
   double generation_tokens = 0;
   double preemptions = 0;
   double evictions = 0;
+  /// The server's own TTFT and queue-time histograms (_sum in seconds, _count): their means
+  /// against the client's TTFT separate engine time from network and client time.
+  double ttft_sum_s = 0;
+  double ttft_count = 0;
+  double queue_time_sum_s = 0;
+  double queue_time_count = 0;
+  /// Mean seconds; 0 when nothing was observed.
+  double mean_ttft_s() const { return ttft_count > 0 ? ttft_sum_s / ttft_count : 0.0; }
+  double mean_queue_time_s() const {
+    return queue_time_count > 0 ? queue_time_sum_s / queue_time_count : 0.0;
+  }
   /// hits / queries; 0 when nothing was queried.
   double prefix_hit_rate() const {
     return prefix_queries_tokens > 0 ? prefix_hits_tokens / prefix_queries_tokens : 0.0;
@@ -43,7 +54,8 @@ struct server_counters {
 /// after - before for the counters above (kvserve_prefix_cache_hits_tokens_total,
 /// kvserve_prefix_cache_queries_tokens_total, kvserve_prompt_tokens_total,
 /// kvserve_generation_tokens_total, kvserve_num_preemptions_total,
-/// kvserve_kv_cache_evictions_total summed over reasons).
+/// kvserve_kv_cache_evictions_total summed over reasons, and the _sum and _count of
+/// kvserve_time_to_first_token_seconds and kvserve_request_queue_time_seconds).
 server_counters counters_between(const metrics_snapshot& before, const metrics_snapshot& after);
 
 }  // namespace kvserve::bench

@@ -15,6 +15,8 @@ kvserve_generation_tokens_total 50
 kvserve_kv_cache_evictions_total{reason="capacity"} 3
 kvserve_kv_cache_evictions_total{reason="weird}label"} 1
 kvserve_time_to_first_token_seconds_bucket{le="+Inf"} 7
+kvserve_time_to_first_token_seconds_sum 0.7
+kvserve_time_to_first_token_seconds_count 7
 kvserve_kv_cache_usage_ratio 0.25 1700000000000
 )";
 
@@ -25,6 +27,8 @@ kvserve_generation_tokens_total 250
 kvserve_kv_cache_evictions_total{reason="capacity"} 10
 kvserve_kv_cache_evictions_total{reason="weird}label"} 1
 kvserve_num_preemptions_total 2
+kvserve_time_to_first_token_seconds_sum 1.3
+kvserve_time_to_first_token_seconds_count 17
 )";
 
 TEST(MetricsTextTest, ParsesSamplesLabelsAndTimestamps) {
@@ -56,6 +60,10 @@ TEST(MetricsTextTest, CountersBetweenScrapes) {
   EXPECT_DOUBLE_EQ(c.generation_tokens, 200);
   EXPECT_DOUBLE_EQ(c.evictions, 7);
   EXPECT_DOUBLE_EQ(c.preemptions, 2);
+  // TTFT of the 10 requests in between: 0.6 s in all.
+  EXPECT_DOUBLE_EQ(c.ttft_count, 10);
+  EXPECT_NEAR(c.mean_ttft_s(), 0.06, 1e-12);
+  EXPECT_DOUBLE_EQ(c.mean_queue_time_s(), 0.0);  // not in the scrapes
 }
 
 TEST(MetricsTextTest, NotAvailableWithoutPrefixCounters) {
