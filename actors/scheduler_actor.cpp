@@ -279,6 +279,7 @@ void on_executed(self_ptr self, worker_outcome& out) {
   fault_point(self, "executed");
   std::vector<sequence_event> events =
       out.error ? st.policy->apply_result(out.result) : st.policy->fail_step(out.error);
+  st.policy->recycle(std::move(out.plan));
   st.cuda_graph_replays = out.cuda_graph_replays;
   if (out.error && st.obs) {
     step_report report = st.exec_report;

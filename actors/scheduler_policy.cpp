@@ -285,26 +285,37 @@ block_commit scheduler_policy::make_commit(const sequence& s) const {
   return c;
 }
 
-sequence_step scheduler_policy::make_step(sequence& s, int chunk) const {
-  sequence_step st;
+void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk) const {
+  // Every field is set: `st` may be a recycled entry of an earlier plan (its vectors keep
+  // their capacity, so a steady decode batch allocates nothing here).
   st.id = s.sub.id;
   st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
+  st.input_from_last_sample = false;
   st.start_position = s.num_computed;
-  st.block_table = s.block_table;
+  st.block_table.assign(s.block_table.begin(), s.block_table.end());
   const int end = s.num_computed + chunk;
   st.sample = end == static_cast<int>(s.tokens.size());
   st.sampling = s.sub.sampling;
+  st.penalty_prompt_tokens.clear();
+  st.penalty_output_tokens.clear();
   if (st.sampling.uses_penalties()) {
-    st.penalty_prompt_tokens = s.sub.prompt;
+    st.penalty_prompt_tokens.assign(s.sub.prompt.begin(), s.sub.prompt.end());
     st.penalty_output_tokens.assign(s.tokens.begin() + s.sub.prompt.size(), s.tokens.end());
   }
+  st.suppressed_tokens.clear();
   if (st.sample) st.suppressed_tokens = s.sub.stop.suppressed_tokens(s.num_generated());
+  st.return_logits = logits_mode::kNone;
+  st.prompt_logprobs = -1;
+  st.next_prompt_token.reset();
   const int prompt_len = static_cast<int>(s.sub.prompt.size());
   if (s.sub.prompt_logprobs >= 0 && s.num_generated() == 0 && s.num_computed < prompt_len) {
     st.prompt_logprobs = s.sub.prompt_logprobs;
     if (end < prompt_len) st.next_prompt_token = s.sub.prompt[end];
   }
-  return st;
+}
+
+void scheduler_policy::recycle(step_plan&& plan) {
+  if (plan.seqs.size() > recycled_.seqs.size()) recycled_ = std::move(plan);
 }
 
 planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) {
@@ -385,7 +396,10 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   // Build the plan: sequences already running first (decode before new prefill), then the
   // ones admitted now, each in running order.
   int budget = config_.max_num_batched_tokens;
-  step_seqs_.clear();  // the previous step's result is applied by now
+  step_seqs_.clear();                         // the previous step's result is applied by now
+  out.plan.seqs = std::move(recycled_.seqs);  // entries are overwritten, then trimmed
+  recycled_.seqs.clear();
+  std::size_t used = 0;
   auto consider = [&](seq_id id) {
     auto it = seqs_.find(id);
     if (it == seqs_.end() || !it->second.in_alloc) return;
@@ -400,7 +414,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     int chunk = std::min(remaining, budget);
     if (config_.no_kv_cache) {
       chunk = remaining;
-      if (!out.plan.seqs.empty() && chunk > budget) chunk = 0;
+      if (used > 0 && chunk > budget) chunk = 0;
     }
     if (chunk <= 0) {
       s.in_alloc = false;
@@ -412,17 +426,18 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       return;
     }
     s.admitted_now = false;
-    out.plan.seqs.push_back(make_step(s, chunk));
+    if (used == out.plan.seqs.size()) out.plan.seqs.emplace_back();
+    sequence_step& step = out.plan.seqs[used++];
+    fill_step(step, s, chunk);
     s.in_alloc = false;
     s.in_exec = true;
-    s.exec_samples = out.plan.seqs.back().sample;
+    s.exec_samples = step.sample;
     s.chunk = chunk;
     budget -= chunk;
     step_seqs_.push_back(id);
   };
   // consider() may finish a sequence (erasing it from running_): iterate over a copy (a
   // member, so its capacity is kept from step to step).
-  out.plan.seqs.reserve(running_.size());
   order_scratch_.assign(running_.begin(), running_.end());
   std::vector<seq_id> admitted_now;
   for (seq_id id : order_scratch_) {
@@ -451,6 +466,12 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     finish(id, finished_event(id, reason, stop_reason), true, immediate);
   }
 
+  if (used == 0) {
+    recycled_.seqs = std::move(out.plan.seqs);  // nothing to run: keep the memory for later
+    out.plan.seqs.clear();
+  } else {
+    out.plan.seqs.resize(used);
+  }
   out.plan.step_index = step_index_;
   return out;
 }

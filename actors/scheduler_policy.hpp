@@ -85,6 +85,9 @@ class scheduler_policy {
   cache_step_request plan_allocations(clock::time_point now);
   /// Step phase 2. An empty plan ends the step.
   planned_step apply_allocations(const cache_step_reply& reply);
+  /// Optional: hands back an executed plan (worker_outcome::plan) so that the next plan
+  /// reuses its vectors instead of allocating per sequence per step.
+  void recycle(step_plan&& plan);
   /// Step phase 3, on success.
   std::vector<sequence_event> apply_result(const step_result& result);
   /// Step phase 3, when the worker failed: every sequence of the step ends with `error`.
@@ -135,7 +138,7 @@ class scheduler_policy {
   /// release is confirmed by the next cache reply.
   void finish(seq_id id, sequence_event final_event, bool commit,
               std::vector<sequence_event>& immediate);
-  sequence_step make_step(sequence& s, int chunk) const;
+  void fill_step(sequence_step& st, const sequence& s, int chunk) const;
   block_commit make_commit(const sequence& s) const;
   static sequence_event finished_event(seq_id id, std::string reason, std::string stop_reason);
   static sequence_event error_event(seq_id id, status error);
@@ -152,6 +155,7 @@ class scheduler_policy {
   std::vector<seq_id> step_admits_;              // admissions of the current cache request
   std::vector<seq_id> step_probes_;
   std::vector<seq_id> order_scratch_;  // apply_allocations' copy of running_
+  step_plan recycled_;                 // an executed plan whose memory the next one reuses
   std::uint64_t next_order_ = 0;
   std::uint64_t step_index_ = 0;
   std::uint64_t num_preemptions_ = 0;

@@ -54,6 +54,7 @@ worker_outcome step_executor::execute(step_plan plan) {
       std::sort(last_sampled_.begin(), last_sampled_.end());
     }
   }
+  out.plan = std::move(plan);
   return out;
 }
 

@@ -21,6 +21,9 @@ struct worker_outcome {
   step_result result;
   double duration_seconds = 0;
   std::uint64_t cuda_graph_replays = 0;  ///< the backend's counter after the step
+  /// The executed plan, handed back so the scheduler can reuse its memory
+  /// (scheduler_policy::recycle). Local only: not serialised (empty across a network).
+  step_plan plan;
 };
 
 class step_executor {

@@ -115,6 +115,7 @@ timing plain_us_per_step(int n, double seconds) {
     if (ps.plan.seqs.empty()) return;
     worker_outcome out = executor.execute(std::move(ps.plan));
     (void)policy.apply_result(out.result);
+    policy.recycle(std::move(out.plan));
   };
   for (int i = 0; i < 8; ++i) run_step();  // prefill and warm-up
   int steps = 0;

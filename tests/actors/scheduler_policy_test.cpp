@@ -218,6 +218,40 @@ TEST(scheduler_policy, overlapped_steps_give_the_same_outputs) {
   }
 }
 
+TEST(scheduler_policy, recycled_plan_entries_carry_nothing_over) {
+  // Plans reuse the memory of executed ones (recycle): a plain request planned into entries
+  // that last held a request with penalties, prompt logprobs and min_tokens must not see
+  // any of those fields.
+  scheduler_config c = small_config();
+  plain_engine e(c);
+  auto fancy = make_submission(1, make_prompt(7, 1), 3);
+  fancy.sampling.repetition_penalty = 1.3f;
+  fancy.prompt_logprobs = 2;
+  fancy.stop.min_tokens = 2;
+  fancy.stop.eos_token_ids = {5};
+  ASSERT_TRUE(e.add(fancy).is_ok());
+  e.run();
+  ASSERT_EQ(e.outputs[1].num_final, 1);
+  ASSERT_FALSE(e.plans.empty());
+  EXPECT_FALSE(e.plans.back().seqs[0].penalty_prompt_tokens.empty());
+  const std::size_t first = e.plans.size();
+  ASSERT_TRUE(e.add(make_submission(2, make_prompt(5, 2), 4)).is_ok());
+  e.run();
+  ASSERT_GT(e.plans.size(), first);
+  for (std::size_t i = first; i < e.plans.size(); ++i) {
+    for (const sequence_step& st : e.plans[i].seqs) {
+      EXPECT_EQ(st.id, 2u);
+      EXPECT_TRUE(st.penalty_prompt_tokens.empty());
+      EXPECT_TRUE(st.penalty_output_tokens.empty());
+      EXPECT_TRUE(st.suppressed_tokens.empty());
+      EXPECT_EQ(st.prompt_logprobs, -1);
+      EXPECT_FALSE(st.next_prompt_token.has_value());
+      EXPECT_FALSE(st.input_from_last_sample);
+    }
+  }
+  EXPECT_EQ(e.outputs[2].tokens, run_alone(c, make_submission(2, make_prompt(5, 2), 4)));
+}
+
 TEST(scheduler_policy, cancel_at_each_stage_returns_every_block) {
   scheduler_config c = small_config();
   c.max_num_seqs = 2;

@@ -175,6 +175,7 @@ class plain_engine {
     plans.push_back(ps.plan);
     worker_outcome out = executor->execute(std::move(ps.plan));
     record(out.error ? policy.apply_result(out.result) : policy.fail_step(out.error));
+    policy.recycle(std::move(out.plan));
     return true;
   }
   void run(int max_steps = 100000) {
@@ -203,6 +204,7 @@ class plain_engine {
       worker_outcome out = executor->execute(std::move(*running));
       running.reset();
       record(out.error ? policy.apply_result(out.result) : policy.fail_step(out.error));
+      policy.recycle(std::move(out.plan));
       if (next) {
         planned_step ps = policy.apply_allocations(*next);
         record(ps.events);
