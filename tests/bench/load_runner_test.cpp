@@ -127,6 +127,24 @@ TEST_F(LoadRunnerTest, RandomOverCompletionsWithPoissonArrivals) {
   EXPECT_GT(latest_start, 0.0);  // not all at once
 }
 
+TEST_F(LoadRunnerTest, TcpQuickAckChangesNothingButTiming) {
+  // --tcp-quickack sets a socket option before every read, over both transports; every request
+  // must still complete with its exact token counts.
+  for (api_backend backend : {api_backend::kWebSocket, api_backend::kOpenAICompletions}) {
+    bench_config c = base_config(server_, backend);
+    c.tcp_quickack = true;
+    c.workload.kind = workload_kind::kRandom;
+    c.workload.num_prompts = 4;
+    c.workload.random_input_len = 16;
+    c.workload.random_output_len = 5;
+    auto run = run_benchmark(c);
+    ASSERT_TRUE(run.is_ok()) << run.error().message();
+    EXPECT_EQ(run->summary.completed, 4);
+    EXPECT_EQ(run->summary.total_output_tokens, 20);
+    EXPECT_TRUE(run->summary.token_counts_match);
+  }
+}
+
 TEST_F(LoadRunnerTest, MultiTurnHistoryGrowsOverWebSocket) {
   bench_config c = base_config(server_, api_backend::kWebSocket);
   c.workload.kind = workload_kind::kMultiTurn;
