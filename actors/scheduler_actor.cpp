@@ -243,7 +243,11 @@ void continue_recovery(self_ptr self) {
             }
             st.doomed.clear();
             st.recovering = false;
-            guarded(self, [&] { kick(self); });
+            st.final_sent = true;  // publish the stats with every block returned
+            guarded(self, [&] {
+              kick(self);
+              publish(self);
+            });
           },
           [self](caf::error&) {
             auto& st = self->state;
