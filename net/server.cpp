@@ -57,6 +57,11 @@ void server::impl::do_accept() {
                              if (ec == net::asio::error::operation_aborted || !acceptor->is_open())
                                return;
                            } else {
+                             // Streamed frames are small and latency-bound: without this,
+                             // Nagle's algorithm holds a token frame that follows the
+                             // `accepted` frame until the client's delayed ACK (up to 40 ms).
+                             boost::system::error_code option_ec;
+                             socket.set_option(net::tcp::no_delay(true), option_ec);
                              net::start_http_session(*this, std::move(socket));
                            }
                            if (acceptor->is_open()) do_accept();
