@@ -27,6 +27,7 @@ int main() {
 #include <random>
 #include <vector>
 
+#include "bench/cuda_bench_util.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/device_memory.hpp"
 #include "cuda/kernels.hpp"
@@ -38,47 +39,7 @@ namespace {
 
 using namespace kvserve;
 using namespace kvserve::cuda;
-
-#define CHECK_CUDA(x)                                                                         \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
-#define CHECK_OK(x)                                                                 \
-  do {                                                                              \
-    auto s_ = (x);                                                                  \
-    if (!s_.is_ok()) {                                                              \
-      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, s_.message().c_str()); \
-      std::exit(1);                                                                 \
-    }                                                                               \
-  } while (0)
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-template <class F>
-double time_ms(F&& fn, cudaStream_t stream, int reps = 30) {
-  cuda_event a, b;
-  CHECK_OK(a.create());
-  CHECK_OK(b.create());
-  for (int i = 0; i < 3; ++i) fn(i);
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    CHECK_CUDA(cudaEventRecord(a.get(), stream));
-    fn(i);
-    CHECK_CUDA(cudaEventRecord(b.get(), stream));
-    CHECK_CUDA(cudaEventSynchronize(b.get()));
-    float ms = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a.get(), b.get()));
-    t.push_back(ms);
-  }
-  return median(t);
-}
+using namespace kvserve::bench;
 
 const kv_cache_dtype kDtypes[] = {kv_cache_dtype::kBf16, kv_cache_dtype::kFp8E4m3,
                                   kv_cache_dtype::kInt8};
@@ -89,40 +50,9 @@ kv_storage storage_of(kv_cache_dtype d) {
                                        : kv_storage::kBf16;
 }
 
-model_config llama3_8b() {
-  model_config c;
-  c.name = "llama-3-8b-dummy";
-  c.vocab_size = 128256;
-  c.hidden_size = 4096;
-  c.intermediate_size = 14336;
-  c.num_layers = 32;
-  c.num_heads = 32;
-  c.num_kv_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = 8192;
-  c.rope_theta = 500000.0f;
-  c.rope_scaling.type = rope_scaling_config::kind::kLlama3;
-  c.rope_scaling.factor = 8.0f;
-  return c;
-}
-
 double g_copy_bw = 3.0e12;
 
-void bench_copy(cudaStream_t s) {
-  const std::size_t bytes = std::size_t{1} << 31;
-  device_buffer<unsigned char> a, b;
-  CHECK_OK(a.allocate(bytes));
-  CHECK_OK(b.allocate(bytes));
-  CHECK_CUDA(cudaMemsetAsync(a.get(), 1, bytes, s));
-  const double ms = time_ms(
-      [&](int) {
-        CHECK_CUDA(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, s));
-      },
-      s, 20);
-  g_copy_bw = 2.0 * bytes / (ms * 1e-3);
-  std::printf("| copy bandwidth (read + write) | %.3f ms for 2 GiB | %.2f TB/s |\n", ms,
-              g_copy_bw / 1e12);
-}
+void bench_copy(cudaStream_t s) { g_copy_bw = measure_copy_bandwidth(s); }
 
 // Random valid codes (no FP8 NaN), generated on the host in chunks.
 void fill_codes(std::uint8_t* dst, std::size_t n, kv_cache_dtype d, std::uint64_t seed) {
@@ -251,12 +181,6 @@ std::unique_ptr<backend> make_8b(kv_cache_dtype dtype, int block_size, int max_s
     std::exit(1);
   }
   return std::move(*b);
-}
-
-double weight_bytes(const model_config& c) {
-  const double h = c.hidden_size, i = c.intermediate_size, v = c.vocab_size;
-  const double per_layer = h * (c.q_size() + 2.0 * c.kv_size()) + h * c.q_size() + 3.0 * h * i;
-  return 2.0 * (c.num_layers * per_layer + 2.0 * v * h);
 }
 
 // Median host wall time of decode steps of `batch` sequences at `ctx` tokens of context.
