@@ -168,17 +168,13 @@ void publish(self_ptr self) {
   if (st.obs) st.obs->on_stats(s);
 }
 
-step_report describe(const step_plan& plan) {
+step_report describe(const step_plan& plan, int num_prompt_tokens) {
   step_report r;
   r.batch_size = static_cast<int>(plan.seqs.size());
+  r.num_prompt_tokens = num_prompt_tokens;
   int num_decode = 0;
   for (const sequence_step& s : plan.seqs) {
-    const bool decode = s.tokens.size() == 1 && s.sample && s.start_position > 0;
-    if (decode) {
-      ++num_decode;
-    } else {
-      r.num_prompt_tokens += static_cast<int>(s.tokens.size());
-    }
+    if (s.tokens.size() == 1 && s.sample && s.start_position > 0) ++num_decode;
   }
   r.kind = num_decode == r.batch_size ? step_kind::kDecode
            : num_decode == 0          ? step_kind::kPrefill
@@ -304,9 +300,9 @@ void on_executed(self_ptr self, worker_outcome& out) {
   publish(self);
 }
 
-void send_step(self_ptr self, step_plan plan) {
+void send_step(self_ptr self, step_plan plan, int num_prompt_tokens) {
   auto& st = self->state;
-  st.exec_report = describe(plan);
+  st.exec_report = describe(plan, num_prompt_tokens);
   st.exec_in_flight = true;
   const std::uint64_t epoch = st.epoch;
   self->request(st.worker, caf::infinite, execute_atom::value, std::move(plan))
@@ -351,7 +347,7 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
     }
     return;
   }
-  send_step(self, std::move(ps.plan));
+  send_step(self, std::move(ps.plan), ps.num_prompt_tokens);
   kick(self);  // overlap: the next step's cache request goes out while this one runs
   maybe_flush(self);
   publish(self);

@@ -429,6 +429,8 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     if (used == out.plan.seqs.size()) out.plan.seqs.emplace_back();
     sequence_step& step = out.plan.seqs[used++];
     fill_step(step, s, chunk);
+    const int prompt_len = static_cast<int>(s.sub.prompt.size());
+    out.num_prompt_tokens += std::clamp(prompt_len - s.num_computed, 0, chunk);
     s.in_alloc = false;
     s.in_exec = true;
     s.exec_samples = step.sample;

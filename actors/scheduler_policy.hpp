@@ -52,6 +52,9 @@ struct scheduler_config {
 struct planned_step {
   step_plan plan;  ///< empty when nothing can run now
   std::vector<sequence_event> events;
+  /// Tokens of the plan that lie inside their request's prompt (computed now, not cached), for
+  /// the prompt-token metric; a one-token last prompt chunk counts too.
+  int num_prompt_tokens = 0;
 };
 
 class scheduler_policy {

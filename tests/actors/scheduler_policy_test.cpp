@@ -69,6 +69,25 @@ TEST(scheduler_policy, chunked_prefill_respects_budget) {
   EXPECT_EQ(e.outputs[1].tokens, run_alone(small_config(), s));
 }
 
+TEST(scheduler_policy, counts_prompt_tokens_of_each_step_including_a_one_token_last_chunk) {
+  scheduler_config c = small_config();
+  c.max_num_batched_tokens = 8;
+  plain_engine e(c);
+  ASSERT_TRUE(e.add(make_submission(1, make_prompt(17, 4), 3)).is_ok());
+  e.run();
+  // 17 prompt tokens in chunks of 8, 8 and 1 (the last one samples, like a decode step), then
+  // two decode steps with no prompt tokens.
+  ASSERT_EQ(e.plan_prompt_tokens.size(), 5u);
+  EXPECT_EQ(e.plan_prompt_tokens, (std::vector<int>{8, 8, 1, 0, 0}));
+  // A second request with the same first 16 tokens computes only what the cache lacks.
+  auto p2 = make_prompt(17, 4);
+  p2.back() = 7;
+  ASSERT_TRUE(e.add(make_submission(2, p2, 1)).is_ok());
+  e.run();
+  EXPECT_EQ(e.plan_prompt_tokens.size(), 6u);
+  EXPECT_EQ(e.plan_prompt_tokens.back(), 1);
+}
+
 TEST(scheduler_policy, shared_prefix_is_served_from_cache) {
   scheduler_config c = small_config();
   plain_engine e(c);

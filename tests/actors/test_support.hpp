@@ -173,6 +173,7 @@ class plain_engine {
     record(ps.events);
     if (ps.plan.seqs.empty()) return true;
     plans.push_back(ps.plan);
+    plan_prompt_tokens.push_back(ps.num_prompt_tokens);
     worker_outcome out = executor->execute(std::move(ps.plan));
     record(out.error ? policy.apply_result(out.result) : policy.fail_step(out.error));
     policy.recycle(std::move(out.plan));
@@ -254,6 +255,7 @@ class plain_engine {
   scheduler_policy::clock::time_point now = scheduler_policy::clock::time_point{};
   std::map<seq_id, output> outputs;
   std::vector<step_plan> plans;
+  std::vector<int> plan_prompt_tokens;  ///< planned_step::num_prompt_tokens of each plan (step())
   cache_step_request last_request;
 };
 
