@@ -159,100 +159,58 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     if constexpr (kPrefetch) {
       if (tw + kStride < end) fetch(tw + kStride);  // uniform over the warp
     }
-    if constexpr (!kScaled) {
-      float v[U][8];
+    // Token-major, for every storage type: decode one token's DPL values (bf16 or codes) and
+    // score it for every query head, so only DPL decoded values are live at a time; the
+    // same for V after the softmax update. Scores are computed for all MAXG heads without a
+    // branch (q is 0 past ng), so that the U x MAXG shuffle reductions interleave instead
+    // of running one after the other.
+    float p[MAXG][U];
 #pragma unroll
-      for (int u = 0; u < U; ++u) kv_chunk_to_float<S>(vr[u], v[u]);
-#pragma unroll
-      for (int g = 0; g < MAXG; ++g) {
-        if (g >= ng) break;  // uniform over the block
-        float sc[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&kr[u]);
-          float dot = 0.0f;
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const float2 f = __bfloat1622float2(h[i]);
-            dot += q[g][2 * i] * f.x + q[g][2 * i + 1] * f.y;
-          }
-#pragma unroll
-          for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-          sc[u] = t0 + u < end ? dot : -INFINITY;
-        }
-        float mx = m[g];
-#pragma unroll
-        for (int u = 0; u < U; ++u) mx = fmaxf(mx, sc[u]);
-        if (mx == -INFINITY) continue;  // no valid token seen yet by this sub-warp
-        const float corr = exp2f(m[g] - mx);
-        float p[U], psum = 0.0f;
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          p[u] = exp2f(sc[u] - mx);
-          psum += p[u];
-        }
-        l[g] = l[g] * corr + psum;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          float x = acc[g][i] * corr;
-#pragma unroll
-          for (int u = 0; u < U; ++u) x += p[u] * v[u][i];
-          acc[g][i] = x;
-        }
-        m[g] = mx;
-      }
-    } else {
-      // Token-major: decode one token's 8 K codes and score it for every query head, so only
-      // 8 decoded values are live at a time; the same for V after the softmax update. Scores
-      // are computed for all MAXG heads without a branch (q is 0 past ng), so that the
-      // U x MAXG shuffle reductions interleave instead of running one after the other.
-      float p[MAXG][U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        float kf[DPL];
-        kv_chunk_to_float<S, DPL>(kr[u], kf);
-#pragma unroll
-        for (int g = 0; g < MAXG; ++g) {
-          float dot = 0.0f;
-#pragma unroll
-          for (int i = 0; i < DPL; ++i) dot += q[g][i] * kf[i];
-#pragma unroll
-          for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-          p[g][u] = t0 + u < end ? dot * ks[u] : -INFINITY;
-        }
-      }
+    for (int u = 0; u < U; ++u) {
+      float kf[DPL];
+      kv_chunk_to_float<S, DPL>(kr[u], kf);
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) {
-        float mx = g < ng ? m[g] : -INFINITY;
+        float dot = 0.0f;
 #pragma unroll
-        for (int u = 0; u < U; ++u) mx = fmaxf(mx, p[g][u]);
-        if (g >= ng || mx == -INFINITY) {  // no such head, or no valid token seen yet
+        for (int i = 0; i < DPL; ++i) dot += q[g][i] * kf[i];
 #pragma unroll
-          for (int u = 0; u < U; ++u) p[g][u] = 0.0f;
-          continue;
-        }
-        const float corr = exp2f(m[g] - mx);
-        float psum = 0.0f;
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const float e = exp2f(p[g][u] - mx);
-          psum += e;
-          p[g][u] = e * vs[u];  // the V scale weighs the sum, not the normaliser
-        }
-        l[g] = l[g] * corr + psum;
-        m[g] = mx;
-#pragma unroll
-        for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
+        for (int o = TPT / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if constexpr (kScaled) dot *= ks[u];
+        p[g][u] = t0 + u < end ? dot : -INFINITY;
       }
+    }
+#pragma unroll
+    for (int g = 0; g < MAXG; ++g) {
+      float mx = g < ng ? m[g] : -INFINITY;
+#pragma unroll
+      for (int u = 0; u < U; ++u) mx = fmaxf(mx, p[g][u]);
+      if (g >= ng || mx == -INFINITY) {  // no such head, or no valid token seen yet
+#pragma unroll
+        for (int u = 0; u < U; ++u) p[g][u] = 0.0f;
+        continue;
+      }
+      const float corr = exp2f(m[g] - mx);
+      float psum = 0.0f;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        float vf[DPL];
-        kv_chunk_to_float<S, DPL>(vr[u], vf);
+        const float e = exp2f(p[g][u] - mx);
+        psum += e;
+        p[g][u] = kScaled ? e * vs[u] : e;  // the V scale weighs the sum, not the normaliser
+      }
+      l[g] = l[g] * corr + psum;
+      m[g] = mx;
 #pragma unroll
-        for (int g = 0; g < MAXG; ++g) {
+      for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
+    }
 #pragma unroll
-          for (int i = 0; i < DPL; ++i) acc[g][i] += p[g][u] * vf[i];
-        }
+    for (int u = 0; u < U; ++u) {
+      float vf[DPL];
+      kv_chunk_to_float<S, DPL>(vr[u], vf);
+#pragma unroll
+      for (int g = 0; g < MAXG; ++g) {
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) acc[g][i] += p[g][u] * vf[i];
       }
     }
   }
