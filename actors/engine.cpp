@@ -52,10 +52,17 @@ class engine_core {
     if (!sc) return sc.error();
     max_model_len_ = sc->max_model_len;
     if (obs_) obs_->on_kv_capacity(describe_kv_capacity(*model_backend, max_model_len_));
+    // The pool as it starts (every block free), published before the actors exist so that
+    // /metrics shows the real pool before the first step, and nothing races the scheduler's
+    // own publications.
+    engine_stats initial;
+    initial.num_blocks_total = sc->num_blocks;
+    initial.num_blocks_free = sc->num_blocks;
+    board_->publish(initial);
+    if (obs_) obs_->on_stats(initial);
     auto actors = spawn_engine_actors(*sys_, config_, std::move(model_backend), obs_, board_);
     if (!actors) return actors.error();
     actors_ = std::move(actors.value());
-    board_->publish(engine_stats{});
     return status::ok();
   }
 

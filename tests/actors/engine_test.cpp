@@ -159,6 +159,15 @@ TEST(engine, hundred_concurrent_requests_match_running_alone) {
   EXPECT_EQ(f.obs->finished.load(), 100);
 }
 
+TEST(engine, stats_show_the_whole_free_pool_before_the_first_request) {
+  fixture f({}, 96);
+  const engine_stats s = f.eng->stats();
+  EXPECT_EQ(s.num_blocks_total, 96);
+  EXPECT_EQ(s.num_blocks_free, 96);
+  EXPECT_EQ(s.num_blocks_locked, 0);
+  EXPECT_GE(f.obs->stats.load(), 1);
+}
+
 TEST(engine, second_request_reuses_the_system_prompt) {
   fixture f;
   auto system = make_prompt(22, 5);  // 22 shared tokens, block size 4: 20 cached
