@@ -1,6 +1,6 @@
 // Scheduler + cache-manager overhead per step, with a backend that returns at once.
 //
-//   scheduler_bench [--seconds S] [--sizes 1,16,64,256]
+//   scheduler_bench [--seconds S] [--sizes 1,16,64,256] [--mode both|plain|actors]
 //
 // Two measurements per number of running sequences N (all decoding, block size 16):
 //   plain   scheduler_policy + step_allocator + step_executor called in a loop (no actors):
@@ -11,10 +11,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -134,13 +136,28 @@ timing plain_us_per_step(int n, double seconds) {
   return t;
 }
 
+/// Counts steps and wakes the measuring thread when a target count is reached (the
+/// measuring thread sleeps meanwhile: polling would add its own CPU time to the figures).
 struct step_counter : observer {
   std::atomic<int> steps{0};
   std::atomic<int> full_steps{0};
+  std::atomic<int> target{-1};
   int n = 0;
+  std::mutex mu;
+  std::condition_variable cv;
   void on_step(const step_report& r) override {
-    ++steps;
+    const int s = ++steps;
     if (r.batch_size == n) ++full_steps;
+    if (s == target.load()) {
+      std::lock_guard<std::mutex> lock(mu);
+      cv.notify_all();
+    }
+  }
+  /// Waits until `count` steps have run, or until `deadline`.
+  void wait_for_steps(int count, clock_type::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu);
+    target.store(count);
+    cv.wait_until(lock, deadline, [&] { return steps.load() >= count; });
   }
 };
 
@@ -173,10 +190,9 @@ timing actors_us_per_step(int n, double seconds) {
   const int s0 = obs->steps.load();
   const double cpu0 = cpu_seconds();
   const auto start = clock_type::now();
-  const auto deadline = start + std::chrono::duration<double>(seconds);
-  while (obs->steps.load() < s0 + kMeasuredSteps && clock_type::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
-  }
+  const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(
+                                    std::chrono::duration<double>(seconds));
+  obs->wait_for_steps(s0 + kMeasuredSteps, deadline);
   const int s1 = obs->steps.load();
   timing t;
   t.wall_us =
@@ -191,6 +207,7 @@ timing actors_us_per_step(int n, double seconds) {
 int main(int argc, char** argv) {
   double seconds = 1.0;
   std::vector<int> sizes = {1, 16, 64, 256};
+  std::string mode = "both";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--seconds") {
@@ -200,12 +217,14 @@ int main(int argc, char** argv) {
       std::stringstream ss(argv[i + 1]);
       std::string item;
       while (std::getline(ss, item, ',')) sizes.push_back(std::atoi(item.c_str()));
+    } else if (flag == "--mode") {
+      mode = argv[i + 1];
     }
   }
   std::printf("running_seqs  plain_us_per_step  actors_us_per_step  plain_cpu_us  actors_cpu_us\n");
   for (int n : sizes) {
-    const timing plain = plain_us_per_step(n, seconds);
-    const timing actors = actors_us_per_step(n, seconds);
+    const timing plain = mode != "actors" ? plain_us_per_step(n, seconds) : timing{};
+    const timing actors = mode != "plain" ? actors_us_per_step(n, seconds) : timing{};
     std::printf("%12d  %17.1f  %18.1f  %12.1f  %13.1f\n", n, plain.wall_us, actors.wall_us,
                 plain.cpu_us, actors.cpu_us);
     std::fflush(stdout);
