@@ -88,6 +88,10 @@ class cuda_backend final : public backend {
     max_model_len_ = config_.max_model_len > 0 ? config_.max_model_len : m.max_position_embeddings;
     if (max_model_len_ <= 0) return {status_code::kInvalidArgument, "max_model_len must be > 0"};
     max_tokens_ = std::max(config_.max_num_batched_tokens, config_.max_num_seqs);
+    if (config_.small_step_max_tokens < 0)
+      return {status_code::kInvalidArgument, "small_step_max_tokens must be >= 0"};
+    max_rows_ =
+        std::max(config_.max_num_seqs, std::min(config_.small_step_max_tokens, max_tokens_));
     max_blocks_per_seq_ = (max_model_len_ + config_.block_size - 1) / config_.block_size;
     KVSERVE_CUDA_TRY(cudaSetDevice(config_.device));
     KVSERVE_CUDA_TRY(
@@ -173,6 +177,7 @@ class cuda_backend final : public backend {
   model_config model_;
   int max_model_len_ = 0;
   int max_tokens_ = 0;
+  int max_rows_ = 0;  // rows of a decode-shaped step: max(max_num_seqs, small steps' tokens)
   int max_blocks_per_seq_ = 0;
   int max_logits_rows_ = 0;
   int token_list_capacity_ = 0;
@@ -220,7 +225,8 @@ status cuda_backend::allocate_workspace() {
   const std::size_t T = max_tokens_, H = m.hidden_size, I = m.intermediate_size;
   const std::size_t qkv_n = m.q_size() + 2 * m.kv_size();
   const int S = config_.max_num_seqs;
-  max_logits_rows_ = std::max(S, 64);
+  const int R = max_rows_;
+  max_logits_rows_ = std::max(R, 64);
   token_list_capacity_ = static_cast<int>(std::min<std::int64_t>(
       static_cast<std::int64_t>(S) * max_model_len_ + 65536, std::int64_t{1} << 26));
   KVSERVE_STATUS_TRY(residual_.allocate(T * H));
@@ -232,13 +238,13 @@ status cuda_backend::allocate_workspace() {
   KVSERVE_STATUS_TRY(attn_out_.allocate(T * m.q_size()));
   KVSERVE_STATUS_TRY(act_.allocate(T * I));
   KVSERVE_STATUS_TRY(logits_.allocate(static_cast<std::size_t>(max_logits_rows_) * m.vocab_size));
-  KVSERVE_STATUS_TRY(sample_work_.allocate(static_cast<std::size_t>(S) * m.vocab_size));
-  KVSERVE_STATUS_TRY(sample_counts_.allocate(static_cast<std::size_t>(S) * m.vocab_size));
+  KVSERVE_STATUS_TRY(sample_work_.allocate(static_cast<std::size_t>(R) * m.vocab_size));
+  KVSERVE_STATUS_TRY(sample_counts_.allocate(static_cast<std::size_t>(R) * m.vocab_size));
   KVSERVE_CUDA_TRY(cudaMemsetAsync(sample_counts_.get(), 0, sample_counts_.bytes(), stream_.get()));
   std::size_t partial_rows = 0;
-  for (int b = 1; b <= decode_bucket(S, S);) {
+  for (int b = 1; b <= decode_bucket(R, R);) {
     partial_rows = std::max(partial_rows, static_cast<std::size_t>(b) * decode_splits(b));
-    const int next = decode_bucket(b + 1, S);
+    const int next = decode_bucket(b + 1, R);
     if (next == b) break;
     b = next;
   }
@@ -247,15 +253,15 @@ status cuda_backend::allocate_workspace() {
   KVSERVE_STATUS_TRY(d_tokens_.allocate(T));
   KVSERVE_STATUS_TRY(d_positions_.allocate(T));
   KVSERVE_STATUS_TRY(d_slots_.allocate(T));
-  KVSERVE_STATUS_TRY(d_context_lens_.allocate(S));
-  KVSERVE_STATUS_TRY(d_block_tables_.allocate(static_cast<std::size_t>(S) * max_blocks_per_seq_));
+  KVSERVE_STATUS_TRY(d_context_lens_.allocate(R));
+  KVSERVE_STATUS_TRY(d_block_tables_.allocate(static_cast<std::size_t>(R) * max_blocks_per_seq_));
   KVSERVE_STATUS_TRY(d_logits_rows_.allocate(T + S));
   KVSERVE_STATUS_TRY(d_token_lists_.allocate(token_list_capacity_));
-  KVSERVE_STATUS_TRY(d_sampled_.allocate(S));
+  KVSERVE_STATUS_TRY(d_sampled_.allocate(R));
   const int group = m.num_heads / m.num_kv_heads;
   KVSERVE_STATUS_TRY(d_items_.allocate(T * std::max(1, (group + 15) / 16)));
-  KVSERVE_STATUS_TRY(d_sampling_.allocate(S));
-  KVSERVE_STATUS_TRY(h_sampled_.allocate(S));
+  KVSERVE_STATUS_TRY(d_sampling_.allocate(R));
+  KVSERVE_STATUS_TRY(h_sampled_.allocate(R));
   KVSERVE_STATUS_TRY(h_logits_.allocate(static_cast<std::size_t>(max_logits_rows_) * m.vocab_size));
   KVSERVE_CUDA_TRY(cudaStreamSynchronize(stream_.get()));
   return status::ok();
@@ -503,11 +509,13 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
   lim.max_model_len = max_model_len_;
   lim.max_num_seqs = config_.max_num_seqs;
   lim.max_num_tokens = max_tokens_;
+  lim.max_rows = max_rows_;
+  lim.small_step_max_tokens = config_.small_step_max_tokens;
   lim.max_blocks_per_seq = max_blocks_per_seq_;
   lim.max_logits_rows = max_logits_rows_;
   lim.token_list_capacity = token_list_capacity_;
   lim.gqa_group = model_.num_heads / model_.num_kv_heads;
-  KVSERVE_STATUS_TRY(build_step_inputs(plan, lim, &decode_bucket, config_.max_num_seqs, inputs_));
+  KVSERVE_STATUS_TRY(build_step_inputs(plan, lim, &decode_bucket, inputs_));
   const step_inputs& in = inputs_;
   step_result out;
   out.step_index = plan.step_index;
@@ -524,14 +532,15 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
   const int num_sample_rows = static_cast<int>(in.sampling.size());
   if (in.decode_only) {
     KVSERVE_STATUS_TRY(run_decode(in));
-    // Rows the host reads: one per sequence that asked for logits or logprobs.
+    // Rows the host reads: each sequence's last row, where it asked for logits or logprobs.
     bool any = false;
     for (const auto& o : in.outputs) any = any || o.num_logits_rows > 0;
     if (any) {
       host_logits.resize(static_cast<std::size_t>(in.num_rows) * V);
-      for (std::size_t i = 0; i < in.outputs.size(); ++i) {
-        if (in.outputs[i].num_logits_rows == 0) continue;
-        KVSERVE_CUDA_TRY(cudaMemcpyAsync(host_logits.data() + i * V, logits_.get() + i * V,
+      for (const seq_outputs& o : in.outputs) {
+        if (o.num_logits_rows == 0) continue;
+        const std::size_t off = static_cast<std::size_t>(o.first_logits_row) * V;
+        KVSERVE_CUDA_TRY(cudaMemcpyAsync(host_logits.data() + off, logits_.get() + off,
                                          V * sizeof(float), cudaMemcpyDeviceToHost, s));
       }
     }

@@ -36,7 +36,17 @@ struct cuda_backend_config {
   /// Records CUDA events at the start and end of each step's device work, so that the GPU's
   /// idle time between consecutive steps can be read (cuda_step_gaps_us). Benchmarks only.
   bool record_step_gaps = false;
+  /// Steps of at most this many tokens in all (short prompts, a prompt chunk beside decodes)
+  /// run like decode steps: one row per token through the split-KV decode attention and the
+  /// decode graph of the row bucket (rows up to max(max_num_seqs, this), within
+  /// max_num_batched_tokens). Sequences that need host logits rows other than their last
+  /// (prompt logprobs, kAll over several tokens) keep the general path. 0: off.
+  int small_step_max_tokens = 128;
 };
+
+/// Defined where cuda_backend_config has small_step_max_tokens (benchmarks built against
+/// several trees test for it).
+#define KVSERVE_CUDA_SMALL_STEPS 1
 
 /// True when a CUDA device can be used (driver present and at least one device). Any error,
 /// e.g. "driver version insufficient" on machines without a GPU, counts as no device.

@@ -69,8 +69,22 @@ device_sampling_row make_sampling_row(const sequence_step& s, int logits_row,
 
 }  // namespace
 
+bool is_decode_shaped(const step_plan& plan, const step_limits& l) {
+  int num_tokens = 0;
+  bool all_single = true;
+  for (const auto& s : plan.seqs) {
+    const int n = static_cast<int>(s.tokens.size());
+    num_tokens += n;
+    if (n != 1) all_single = false;
+    if (s.prompt_logprobs >= 0) return false;
+    if (n > 1 && s.return_logits == logits_mode::kAll) return false;
+  }
+  if (num_tokens > l.max_rows) return false;
+  return all_single || num_tokens <= l.small_step_max_tokens;
+}
+
 status build_step_inputs(const step_plan& plan, const step_limits& l, int (*decode_rows)(int, int),
-                         int max_num_seqs, step_inputs& out) {
+                         step_inputs& out) {
   const int num_seqs = static_cast<int>(plan.seqs.size());
   out = step_inputs{};
   out.num_seqs = num_seqs;
@@ -80,17 +94,15 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
     return invalid("step has " + std::to_string(num_seqs) + " sequences, max_num_seqs is " +
                    std::to_string(l.max_num_seqs));
   int num_tokens = 0;
-  bool decode_only = true;
   for (const auto& s : plan.seqs) {
     KVSERVE_STATUS_TRY(check_sequence(s, l));
     num_tokens += static_cast<int>(s.tokens.size());
-    if (s.tokens.size() != 1 || s.prompt_logprobs >= 0) decode_only = false;
   }
   if (num_tokens > l.max_num_tokens)
     return invalid("step has " + std::to_string(num_tokens) + " tokens, the backend takes " +
                    std::to_string(l.max_num_tokens));
   out.num_tokens = num_tokens;
-  out.decode_only = decode_only;
+  out.decode_only = is_decode_shaped(plan, l);
   const int width = l.max_blocks_per_seq;
   auto copy_table = [&](const sequence_step& s, std::int32_t* row) {
     const int n = std::min<int>(width, static_cast<int>(s.block_table.size()));
@@ -100,8 +112,8 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
     return s.block_table[pos / l.block_size] * l.block_size + pos % l.block_size;
   };
 
-  if (decode_only) {
-    const int rows = decode_rows(num_seqs, max_num_seqs);
+  if (out.decode_only) {
+    const int rows = decode_rows(num_tokens, l.max_rows);
     out.num_rows = rows;
     out.tokens.assign(rows, 0);
     out.positions.assign(rows, 0);
@@ -110,21 +122,27 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
     out.block_tables.assign(static_cast<std::size_t>(rows) * width, 0);
     out.sampling.assign(rows, device_sampling_row{});
     for (int i = 0; i < rows; ++i) out.sampling[i].logits_row = i;
+    int r = 0;
     for (int i = 0; i < num_seqs; ++i) {
       const auto& s = plan.seqs[i];
-      out.tokens[i] = s.tokens[0];
-      out.positions[i] = s.start_position;
-      out.slot_mapping[i] = slot_of(s, s.start_position);
-      out.context_lens[i] = s.start_position + 1;
-      copy_table(s, out.block_tables.data() + static_cast<std::size_t>(i) * width);
+      const int n = static_cast<int>(s.tokens.size());
+      for (int j = 0; j < n; ++j, ++r) {
+        const int pos = s.start_position + j;
+        out.tokens[r] = s.tokens[j];
+        out.positions[r] = pos;
+        out.slot_mapping[r] = slot_of(s, pos);
+        out.context_lens[r] = pos + 1;
+        copy_table(s, out.block_tables.data() + static_cast<std::size_t>(r) * width);
+      }
+      const int last = r - 1;
       if (s.sample) {
-        out.sampling[i] = make_sampling_row(s, i, out.token_lists);
-        out.outputs[i].sample_row = i;
+        out.sampling[last] = make_sampling_row(s, last, out.token_lists);
+        out.outputs[i].sample_row = last;
       }
       const bool host_row =
           s.return_logits != logits_mode::kNone || (s.sample && s.sampling.logprobs >= 0);
       if (host_row) {
-        out.outputs[i].first_logits_row = i;
+        out.outputs[i].first_logits_row = last;
         out.outputs[i].num_logits_rows = 1;
       }
     }

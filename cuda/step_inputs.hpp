@@ -18,11 +18,13 @@ struct step_limits {
   int block_size = 0;
   int max_model_len = 0;
   int max_num_seqs = 0;
-  int max_num_tokens = 0;       // tokens per step
-  int max_blocks_per_seq = 0;   // width of the block-table rows
-  int max_logits_rows = 0;      // rows of the logits buffer
-  int token_list_capacity = 0;  // ints of the sampling token lists
-  int gqa_group = 1;            // query heads per KV head
+  int max_num_tokens = 0;         // tokens per step
+  int max_rows = 0;               // rows of a decode-shaped step (>= max_num_seqs)
+  int small_step_max_tokens = 0;  // steps of at most this many tokens run decode-shaped
+  int max_blocks_per_seq = 0;     // width of the block-table rows
+  int max_logits_rows = 0;        // rows of the logits buffer
+  int token_list_capacity = 0;    // ints of the sampling token lists
+  int gqa_group = 1;              // query heads per KV head
 };
 
 /// Where one plan sequence's outputs are found.
@@ -32,10 +34,17 @@ struct seq_outputs {
   int num_logits_rows = 0;    // rows the host reads back (kLast: 1, kAll/prompt logprobs: n)
 };
 
-/// The flat, device-ready form of a step. In a decode-only step row i is sequence i and the
-/// rows are padded to `num_rows` (a graph bucket) with rows that write nowhere.
+/// The flat, device-ready form of a step. A decode-shaped step (`decode_only`) has one row per
+/// token: a decode step's row i is sequence i, and a small step (at most
+/// step_limits::small_step_max_tokens tokens, e.g. a short prompt or a chunk beside decodes)
+/// gives each token of a sequence its own row with its own position, slot, context length
+/// (position + 1) and a copy of its sequence's block table, so the split-KV decode attention
+/// and the decode graphs run it; only each sampled sequence's last row samples with its own
+/// parameters (the other rows sample greedily and are discarded). The rows are padded to
+/// `num_rows` (a graph bucket) with rows that write nowhere. Other steps run the general path:
+/// one block table per sequence and prefill work items.
 struct step_inputs {
-  bool decode_only = false;
+  bool decode_only = false;  // decode-shaped (decode attention, graphs)
   int num_seqs = 0;
   int num_rows = 0;                           // decode: padded batch; otherwise: num_tokens
   int num_tokens = 0;                         // real tokens
@@ -51,11 +60,16 @@ struct step_inputs {
   std::vector<seq_outputs> outputs;  // [plan.seqs.size()]
 };
 
+/// True when `plan` runs decode-shaped: every sequence has one token, or the step has at most
+/// limits.small_step_max_tokens tokens; in both cases at most limits.max_rows tokens and no
+/// sequence that needs host logits rows other than its last (prompt logprobs, kAll over
+/// several tokens).
+bool is_decode_shaped(const step_plan& plan, const step_limits& limits);
+
 /// Validates `plan` (as the CPU backend does: token ids, block ids, block-table coverage,
-/// positions, sampling parameters) and fills `out`. `decode_rows(n)` is the padded row count
-/// for a decode-only step of n sequences. kInvalidArgument on a bad plan.
+/// positions, sampling parameters) and fills `out`. `decode_rows(n, max_rows)` is the padded
+/// row count of a decode-shaped step of n tokens. kInvalidArgument on a bad plan.
 [[nodiscard]] status build_step_inputs(const step_plan& plan, const step_limits& limits,
-                                       int (*decode_rows)(int, int), int max_num_seqs,
-                                       step_inputs& out);
+                                       int (*decode_rows)(int, int), step_inputs& out);
 
 }  // namespace kvserve::cuda

@@ -3,9 +3,12 @@
 // eager execution (bit-identical tokens), memory errors, KV pool sizing per dtype, and the
 // accuracy of 8-bit KV caches against bf16 over a long generation.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <numeric>
+#include <string>
 
 #include "cuda/cuda_backend.hpp"
 #include "model/cpu_backend.hpp"
@@ -247,7 +250,10 @@ TEST_P(CudaBackendGraphs, ReplayMatchesEagerBitForBit) {
     const auto b = generate(**graphs, 20, num_seqs);
     EXPECT_EQ(a, b) << num_seqs << " sequences";
     EXPECT_EQ((*eager)->stats().cuda_graph_replays, 0u);
-    EXPECT_EQ((*graphs)->stats().cuda_graph_replays, 20u);
+    // The 20 decode steps, and the prompt step where it is a small step (<= 128 tokens).
+    int prompt_tokens = 0;
+    for (int s = 0; s < num_seqs; ++s) prompt_tokens += 5 + 3 * s;
+    EXPECT_EQ((*graphs)->stats().cuda_graph_replays, prompt_tokens <= 128 ? 21u : 20u);
   }
 }
 
@@ -413,6 +419,231 @@ TEST(CudaBackendDummy, Llama3ShapedDummyWeightsOnDevice) {
   ASSERT_TRUE(b.is_ok()) << b.error().message();
   const auto toks = generate(**b, 5, 2);
   EXPECT_EQ(toks.size(), 12u);
+}
+
+// ---- small steps: short prompts and chunks beside decodes run decode-shaped ------------------
+
+// Greedy tokens of two backends agree unless the reference's top-two margin is within twice the
+// largest logit difference between them (a bf16 near-tie).
+void expect_same_greedy(const std::vector<float>& got, const std::vector<float>& ref,
+                        std::int32_t got_token, std::int32_t ref_token, const std::string& what) {
+  if (got_token == ref_token) return;
+  std::vector<float> sorted(ref);
+  std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+  double diff = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    diff = std::max(diff, std::abs(static_cast<double>(got[i]) - ref[i]));
+  EXPECT_LT(sorted[0] - sorted[1], 2.0 * diff)
+      << what << ": greedy token " << got_token << " vs " << ref_token << " with margin "
+      << sorted[0] - sorted[1];
+}
+
+// block size, head dim, query heads per KV head
+using small_param = std::tuple<int, int, int>;
+class CudaSmallSteps : public ::testing::TestWithParam<small_param> {};
+
+// The same script of steps through the CPU reference, the CUDA backend with small steps off
+// (general path) and with small steps on (at most 64 tokens): prompts, chunks over cached
+// tokens beside decodes, a step too large for small steps, then decodes. Teacher-forced with
+// the CPU's greedy tokens; last-row logits within the bf16 tolerance of both references, greedy
+// tokens equal to the general path's, and the small steps replayed graphs.
+TEST_P(CudaSmallSteps, MatchGeneralPathAndCpu) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  const auto [block_size, head_dim, group] = GetParam();
+  const model_config c = small_config(head_dim, group, false, false);
+  const model_weights w = bf16_dummy_weights(c, 13);
+  const int pool = 512;
+  cpu_backend_config cc;
+  cc.block_size = block_size;
+  cc.num_kv_blocks = pool;
+  cc.num_threads = 2;
+  auto cpu = cpu_backend::create(cc, c, w);
+  ASSERT_TRUE(cpu.is_ok()) << cpu.error().message();
+  auto gcfg = gpu_config(block_size, false);
+  gcfg.num_kv_blocks = pool;
+  gcfg.small_step_max_tokens = 0;
+  auto general = make_cuda_backend(gcfg, c, w);
+  gcfg.small_step_max_tokens = 64;
+  auto small = make_cuda_backend(gcfg, c, w);
+  ASSERT_TRUE(general.is_ok() && small.is_ok());
+
+  std::mt19937 rng(block_size * 7 + head_dim + group);
+  auto tables = make_tables(4, pool / 4, pool, rng);
+  std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
+  const std::vector<int> prompt_len = {20, 59, 5, 70};
+  std::vector<std::vector<std::int32_t>> tokens(4);
+  for (int s = 0; s < 4; ++s) {
+    tokens[s].resize(prompt_len[s]);
+    for (auto& t : tokens[s]) t = tok(rng);
+  }
+  std::vector<int> done(4, 0);  // tokens whose KV is computed
+  // One sequence's share: the next `n` known tokens (prompt or teacher-forced output).
+  auto part = [&](int s, int n) {
+    sequence_step q;
+    q.id = static_cast<seq_id>(s);
+    q.tokens.assign(tokens[s].begin() + done[s], tokens[s].begin() + done[s] + n);
+    q.start_position = done[s];
+    q.block_table = tables[s];
+    q.sample = done[s] + n >= prompt_len[s];
+    q.sampling.temperature = 0.0f;
+    q.return_logits = logits_mode::kLast;
+    return q;
+  };
+  // Each step: {sequence, tokens} pairs; 1 = decode (or a one-token chunk).
+  const std::vector<std::vector<std::pair<int, int>>> script = {
+      {{0, 20}, {1, 7}},                 // two prompts: 27 tokens, small
+      {{0, 1}, {1, 12}, {2, 5}},         // decode + chunk over 7 cached + prompt: small
+      {{0, 1}, {1, 40}, {2, 1}},         // 40-token chunk over 19 cached beside decodes: small
+      {{3, 70}, {0, 1}},                 // 71 tokens: general in both
+      {{0, 1}, {1, 1}, {2, 1}, {3, 1}},  // decodes
+      {{0, 1}, {1, 1}, {2, 1}, {3, 1}},
+      {{0, 1}, {1, 1}, {2, 1}, {3, 1}},
+      {{0, 1}, {1, 1}, {2, 1}, {3, 1}}};
+  int small_steps = 0, decode_steps = 0;
+  for (std::size_t step = 0; step < script.size(); ++step) {
+    step_plan p;
+    p.step_index = step;
+    int n_tokens = 0;
+    bool all_single = true;
+    for (auto [s, n] : script[step]) {
+      p.seqs.push_back(part(s, n));
+      n_tokens += n;
+      all_single = all_single && n == 1;
+    }
+    decode_steps += all_single;
+    small_steps += !all_single && n_tokens <= 64;
+    auto rc = (*cpu)->execute(p);
+    auto rg = (*general)->execute(p);
+    auto rs = (*small)->execute(p);
+    ASSERT_TRUE(rc.is_ok()) << rc.error().message();
+    ASSERT_TRUE(rg.is_ok()) << rg.error().message();
+    ASSERT_TRUE(rs.is_ok()) << rs.error().message();
+    for (std::size_t i = 0; i < p.seqs.size(); ++i) {
+      const auto& q = p.seqs[i];
+      const std::string what = "step " + std::to_string(step) + " seq " + std::to_string(q.id);
+      ASSERT_EQ(rs->seqs[i].logits.size(), static_cast<std::size_t>(c.vocab_size)) << what;
+      EXPECT_LT(rel_l2(rs->seqs[i].logits, rg->seqs[i].logits), 3e-2) << what;
+      EXPECT_LT(rel_l2(rs->seqs[i].logits, rc->seqs[i].logits), 3e-2) << what;
+      ASSERT_EQ(rs->seqs[i].sampled_token.has_value(), q.sample) << what;
+      ASSERT_EQ(rg->seqs[i].sampled_token.has_value(), q.sample) << what;
+      if (q.sample) {
+        expect_same_greedy(rs->seqs[i].logits, rg->seqs[i].logits, *rs->seqs[i].sampled_token,
+                           *rg->seqs[i].sampled_token, what);
+        tokens[q.id].push_back(*rc->seqs[i].sampled_token);  // teacher forcing
+      }
+      done[q.id] += static_cast<int>(q.tokens.size());
+    }
+  }
+  EXPECT_EQ(small_steps, 3);
+  EXPECT_EQ((*general)->stats().cuda_graph_replays, static_cast<std::uint64_t>(decode_steps));
+  EXPECT_EQ((*small)->stats().cuda_graph_replays,
+            static_cast<std::uint64_t>(decode_steps + small_steps));
+}
+
+INSTANTIATE_TEST_SUITE_P(BlockSizes, CudaSmallSteps,
+                         ::testing::Values(small_param{2, 64, 3}, small_param{4, 128, 1},
+                                           small_param{16, 64, 3}, small_param{16, 128, 4},
+                                           small_param{64, 128, 8}));
+
+// Mixed steps (prompt chunks of 9 tokens beside decodes, seeded top-p sampling, each
+// sequence fed its own tokens): eager and graph execution of the small-step path sample
+// bit-identical tokens. Returns every sampled token.
+std::vector<std::int32_t> generate_mixed(backend& b, int steps) {
+  std::mt19937 rng(17);
+  const int num_seqs = 5;
+  const int per_seq = b.num_kv_blocks() / num_seqs;
+  auto tables = make_tables(num_seqs, per_seq, per_seq * num_seqs, rng);
+  std::vector<std::vector<std::int32_t>> toks(num_seqs);
+  std::vector<int> prompt(num_seqs), done(num_seqs, 0);
+  for (int s = 0; s < num_seqs; ++s) {
+    prompt[s] = 3 + 8 * s;
+    toks[s].resize(prompt[s]);
+    for (auto& t : toks[s]) t = static_cast<std::int32_t>(rng() % b.config().vocab_size);
+  }
+  std::vector<std::int32_t> out;
+  for (int step = 0; step < steps; ++step) {
+    step_plan p;
+    for (int s = 0; s < num_seqs; ++s) {
+      if (step < s) continue;  // sequences arrive one step apart
+      const int n = std::min(9, static_cast<int>(toks[s].size()) - done[s]);
+      sequence_step q;
+      q.id = static_cast<seq_id>(s);
+      q.tokens.assign(toks[s].begin() + done[s], toks[s].begin() + done[s] + n);
+      q.start_position = done[s];
+      q.block_table = tables[s];
+      q.sample = done[s] + n == static_cast<int>(toks[s].size());
+      q.sampling.temperature = 0.9f;
+      q.sampling.top_p = 0.95f;
+      q.sampling.seed = 500 + s;
+      p.seqs.push_back(q);
+    }
+    auto r = b.execute(p);
+    EXPECT_TRUE(r.is_ok()) << r.error().message();
+    if (!r.is_ok()) return out;
+    for (std::size_t i = 0; i < p.seqs.size(); ++i) {
+      const int s = static_cast<int>(p.seqs[i].id);
+      done[s] += static_cast<int>(p.seqs[i].tokens.size());
+      if (r->seqs[i].sampled_token) {
+        out.push_back(*r->seqs[i].sampled_token);
+        toks[s].push_back(*r->seqs[i].sampled_token);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(CudaSmallStepGraphs, ReplayMatchesEagerBitForBit) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  const model_config c = small_config(64, 3, false, false);
+  const model_weights w = bf16_dummy_weights(c, 9);
+  for (int block_size : {2, 16}) {
+    auto ecfg = gpu_config(block_size, true);
+    ecfg.num_kv_blocks = 400;
+    auto gcfg = ecfg;
+    gcfg.enforce_eager = false;
+    auto eager = make_cuda_backend(ecfg, c, w);
+    auto graphs = make_cuda_backend(gcfg, c, w);
+    ASSERT_TRUE(eager.is_ok() && graphs.is_ok());
+    const auto a = generate_mixed(**eager, 14);
+    const auto b = generate_mixed(**graphs, 14);
+    EXPECT_GT(a.size(), 40u);
+    EXPECT_EQ(a, b) << "block size " << block_size;
+    EXPECT_EQ((*eager)->stats().cuda_graph_replays, 0u);
+    EXPECT_EQ((*graphs)->stats().cuda_graph_replays, 14u);  // every step is small
+  }
+}
+
+// Prompt logprobs and kAll logits over several tokens need host rows the small path does not
+// keep: such steps take the general path (no graph replay) and still answer.
+TEST(CudaSmallStepGraphs, HostLogitsRowsKeepTheGeneralPath) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  const model_config c = small_config(64, 3, false, false);
+  const model_weights w = bf16_dummy_weights(c, 4);
+  auto b = make_cuda_backend(gpu_config(16, false), c, w);
+  ASSERT_TRUE(b.is_ok());
+  step_plan p;
+  sequence_step q;
+  q.tokens = {1, 2, 3, 4, 5};
+  q.block_table = {0, 1};
+  q.sample = true;
+  q.prompt_logprobs = 2;
+  q.next_prompt_token = 7;
+  p.seqs.push_back(q);
+  auto r = (*b)->execute(p);
+  ASSERT_TRUE(r.is_ok()) << r.error().message();
+  EXPECT_EQ(r->seqs[0].prompt_logprobs.size(), 5u);
+  EXPECT_EQ((*b)->stats().cuda_graph_replays, 0u);
+  p.seqs[0].prompt_logprobs = -1;
+  p.seqs[0].return_logits = logits_mode::kAll;
+  r = (*b)->execute(p);
+  ASSERT_TRUE(r.is_ok()) << r.error().message();
+  EXPECT_EQ(r->seqs[0].logits.size(), 5u * c.vocab_size);
+  EXPECT_EQ((*b)->stats().cuda_graph_replays, 0u);
+  p.seqs[0].return_logits = logits_mode::kLast;
+  r = (*b)->execute(p);
+  ASSERT_TRUE(r.is_ok()) << r.error().message();
+  EXPECT_EQ(r->seqs[0].logits.size(), static_cast<std::size_t>(c.vocab_size));
+  EXPECT_EQ((*b)->stats().cuda_graph_replays, 1u);
 }
 
 }  // namespace
