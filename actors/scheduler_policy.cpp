@@ -49,7 +49,7 @@ status scheduler_policy::add(sequence_submission sub, clock::time_point now) {
                                                  std::to_string(config_.num_blocks)};
     }
   }
-  if (seqs_.count(sub.id) != 0) {
+  if (index_.count(sub.id) != 0) {
     return {status_code::kInvalidArgument, "request id " + std::to_string(sub.id) + " is live"};
   }
   if (static_cast<int>(waiting_.size()) >= config_.max_waiting_requests) {
@@ -57,15 +57,52 @@ status scheduler_policy::add(sequence_submission sub, clock::time_point now) {
                                           std::to_string(config_.max_waiting_requests) +
                                           " requests); try again later"};
   }
-  sequence s;
-  s.tokens = sub.prompt;
+  slot_index slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<slot_index>(slots_.size());
+    slots_.emplace_back();
+  }
+  sequence& s = slots_[slot];
+  // A fresh sequence that keeps the capacity of the slot's vectors.
+  std::vector<std::int32_t> tokens = std::move(s.tokens);
+  std::vector<std::int32_t> table = std::move(s.block_table);
+  s = sequence{};
+  tokens.assign(sub.prompt.begin(), sub.prompt.end());
+  table.clear();
+  s.tokens = std::move(tokens);
+  s.block_table = std::move(table);
+  s.table_epoch = ++num_table_epochs_;
+  s.flat_tokens = sub.sampling.logprobs < 0 && sub.prompt_logprobs < 0;
   s.sub = std::move(sub);
+  s.live = true;
   s.arrival = now;
   s.order = next_order_++;
-  const seq_id id = s.sub.id;
-  seqs_.emplace(id, std::move(s));
-  waiting_.push_back(id);
+  index_.emplace(s.sub.id, slot);
+  waiting_.push_back(slot);
   return status::ok();
+}
+
+scheduler_policy::sequence* scheduler_policy::find(seq_id id) {
+  auto it = index_.find(id);
+  return it == index_.end() ? nullptr : &slots_[it->second];
+}
+
+const scheduler_policy::sequence* scheduler_policy::find(seq_id id) const {
+  auto it = index_.find(id);
+  return it == index_.end() ? nullptr : &slots_[it->second];
+}
+
+scheduler_policy::slot_index scheduler_policy::resolve(const std::vector<slot_index>& slots,
+                                                       std::size_t i, seq_id id) const {
+  if (i < slots.size()) {
+    const sequence& s = slots_[slots[i]];
+    if (s.live && s.sub.id == id) return slots[i];
+  }
+  auto it = index_.find(id);
+  return it == index_.end() ? kNoSlot : it->second;
 }
 
 bool scheduler_policy::before(const sequence& a, const sequence& b) const {
@@ -73,19 +110,19 @@ bool scheduler_policy::before(const sequence& a, const sequence& b) const {
   return a.order < b.order;
 }
 
-std::vector<seq_id> scheduler_policy::ordered_waiting(clock::time_point now) const {
-  std::vector<seq_id> ids = waiting_;
+void scheduler_policy::ordered_waiting(clock::time_point now, std::vector<slot_index>& ids) const {
+  ids.assign(waiting_.begin(), waiting_.end());
   if (config_.policy == scheduling_policy::kFcfs) {
     std::sort(ids.begin(), ids.end(),
-              [&](seq_id a, seq_id b) { return before(seqs_.at(a), seqs_.at(b)); });
-    return ids;
+              [&](slot_index a, slot_index b) { return before(slots_[a], slots_[b]); });
+    return;
   }
   // lpm: a request older than the age bound goes first (oldest first), so nobody starves;
   // then priority, then the longest cached prefix, then arrival.
   auto aged = [&](const sequence& s) { return now - s.arrival >= config_.lpm_age_bound; };
-  std::sort(ids.begin(), ids.end(), [&](seq_id ia, seq_id ib) {
-    const sequence& a = seqs_.at(ia);
-    const sequence& b = seqs_.at(ib);
+  std::sort(ids.begin(), ids.end(), [&](slot_index ia, slot_index ib) {
+    const sequence& a = slots_[ia];
+    const sequence& b = slots_[ib];
     const bool aa = aged(a), ab = aged(b);
     if (aa != ab) return aa;
     if (aa) return a.order < b.order;
@@ -93,18 +130,17 @@ std::vector<seq_id> scheduler_policy::ordered_waiting(clock::time_point now) con
     if (a.cached_estimate != b.cached_estimate) return a.cached_estimate > b.cached_estimate;
     return a.order < b.order;
   });
-  return ids;
 }
 
-void scheduler_policy::insert_running(seq_id id) {
-  const sequence& s = seqs_.at(id);
+void scheduler_policy::insert_running(slot_index slot) {
+  const sequence& s = slots_[slot];
   auto it = std::find_if(running_.begin(), running_.end(),
-                         [&](seq_id other) { return before(s, seqs_.at(other)); });
-  running_.insert(it, id);
+                         [&](slot_index other) { return before(s, slots_[other]); });
+  running_.insert(it, slot);
 }
 
-void scheduler_policy::erase_running(seq_id id) { erase_value(running_, id); }
-void scheduler_policy::erase_waiting(seq_id id) { erase_value(waiting_, id); }
+void scheduler_policy::erase_running(slot_index slot) { erase_value(running_, slot); }
+void scheduler_policy::erase_waiting(slot_index slot) { erase_value(waiting_, slot); }
 
 sequence_event scheduler_policy::finished_event(seq_id id, std::string reason,
                                                 std::string stop_reason) {
@@ -124,11 +160,11 @@ sequence_event scheduler_policy::error_event(seq_id id, status error) {
   return e;
 }
 
-void scheduler_policy::finish(seq_id id, sequence_event final_event, bool commit,
+void scheduler_policy::finish(slot_index slot, sequence_event final_event, bool commit,
                               std::vector<sequence_event>& immediate) {
-  auto it = seqs_.find(id);
-  if (it == seqs_.end()) return;
-  sequence& s = it->second;
+  sequence& s = slots_[slot];
+  if (!s.live) return;
+  const seq_id id = s.sub.id;
   if (!s.block_table.empty()) {
     const int full = s.num_computed / config_.block_size;
     // Finish mode: the blocks sent so far were deferred; this commit inserts all of them.
@@ -144,21 +180,28 @@ void scheduler_policy::finish(seq_id id, sequence_event final_event, bool commit
   } else {
     immediate.push_back(std::move(final_event));
   }
-  erase_running(id);
-  erase_waiting(id);
-  seqs_.erase(it);
+  erase_running(slot);
+  erase_waiting(slot);
+  index_.erase(id);
+  s.live = false;
+  s.running = false;
+  s.in_alloc = false;
+  s.in_exec = false;
+  s.removal.reset();
+  free_slots_.push_back(slot);
 }
 
 std::vector<sequence_event> scheduler_policy::remove(seq_id id, const std::string& reason,
                                                      const std::string& stop_reason) {
   std::vector<sequence_event> immediate;
-  auto it = seqs_.find(id);
-  if (it == seqs_.end()) return immediate;
-  if (it->second.busy()) {
-    if (!it->second.removal) it->second.removal = std::make_pair(reason, stop_reason);
+  auto it = index_.find(id);
+  if (it == index_.end()) return immediate;
+  sequence& s = slots_[it->second];
+  if (s.busy()) {
+    if (!s.removal) s.removal = std::make_pair(reason, stop_reason);
     return immediate;
   }
-  finish(id, finished_event(id, reason, stop_reason), /*commit=*/true, immediate);
+  finish(it->second, finished_event(id, reason, stop_reason), /*commit=*/true, immediate);
   return immediate;
 }
 
@@ -168,9 +211,9 @@ bool scheduler_policy::has_work() const {
 }
 
 std::optional<int> scheduler_policy::num_generated(seq_id id) const {
-  auto it = seqs_.find(id);
-  if (it == seqs_.end()) return std::nullopt;
-  return it->second.num_generated();
+  const sequence* s = find(id);
+  if (s == nullptr) return std::nullopt;
+  return s->num_generated();
 }
 
 cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
@@ -182,6 +225,7 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
   pending_releases_.clear();
   for (auto& e : pending_finals_) inflight_finals_.push_back(std::move(e));
   pending_finals_.clear();
+  step_grows_.clear();
   step_admits_.clear();
   step_probes_.clear();
 
@@ -207,23 +251,23 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
   if (config_.no_kv_cache) {
     // Every step recomputes whole sequences in temporary blocks: running ones are admitted
     // afresh, unchunked; at least one runs even when it exceeds the budget.
-    for (seq_id id : running_) {
-      sequence& s = seqs_.at(id);
+    for (slot_index slot : running_) {
+      sequence& s = slots_[slot];
       const int need = static_cast<int>(s.tokens.size());
       if (count > 0 && need > budget) {
         room = false;
         break;
       }
       req.admits.push_back(make_admit(s));
-      step_admits_.push_back(id);
+      step_admits_.push_back(slot);
       s.in_alloc = true;
       budget -= need;
       ++count;
     }
   } else {
-    req.grows.reserve(running_.size());
-    for (seq_id id : running_) {
-      sequence& s = seqs_.at(id);
+    req.running.reserve(running_.size());
+    for (slot_index slot : running_) {
+      sequence& s = slots_[slot];
       // Overlap: a sequence in the running step is sized for the token it will sample, and
       // left out when that token surely ends it (no blocks grown for nothing).
       int num_tokens = static_cast<int>(s.tokens.size());
@@ -239,39 +283,45 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
           ++num_tokens;
         }
       }
-      block_request b;
-      b.id = id;
-      b.num_tokens = num_tokens;
-      b.num_known_blocks = static_cast<int>(s.block_table.size());
-      req.grows.push_back(std::move(b));
+      req.running.push_back(s.sub.id);
+      const int num_known_blocks = static_cast<int>(s.block_table.size());
+      if (num_tokens > num_known_blocks * config_.block_size) {
+        block_request b;
+        b.id = s.sub.id;
+        b.num_tokens = num_tokens;
+        b.num_known_blocks = num_known_blocks;
+        req.grows.push_back(std::move(b));
+        step_grows_.push_back(slot);
+      }
       s.in_alloc = true;
       budget -= std::min(num_tokens - num_computed, std::max(budget, 0));
       ++count;
     }
   }
   if (room && budget > 0 && !waiting_.empty() && count < config_.max_num_seqs) {
-    for (seq_id id : ordered_waiting(now)) {
+    ordered_waiting(now, waiting_scratch_);
+    for (slot_index slot : waiting_scratch_) {
       if (count >= config_.max_num_seqs || budget <= 0) break;
-      sequence& s = seqs_.at(id);
+      sequence& s = slots_[slot];
       if (s.busy()) continue;  // already part of a request whose reply is not applied yet
       const int need = static_cast<int>(s.tokens.size());
       if (config_.no_kv_cache && count > 0 && need > budget) break;
       req.admits.push_back(make_admit(s));
-      step_admits_.push_back(id);
+      step_admits_.push_back(slot);
       s.in_alloc = true;
       budget -= std::min(need, budget);
       ++count;
     }
   }
   if (config_.policy == scheduling_policy::kLpm && config_.enable_prefix_caching) {
-    for (seq_id id : waiting_) {
+    for (slot_index slot : waiting_) {
       if (static_cast<int>(req.probes.size()) >= config_.lpm_probes_per_step) break;
-      sequence& s = seqs_.at(id);
+      sequence& s = slots_[slot];
       if (s.busy() || s.sub.prompt_logprobs >= 0) continue;
       if (s.probed_step != 0 && req.step_index - s.probed_step < kProbeIntervalSteps) continue;
       s.probed_step = req.step_index;
       req.probes.push_back(make_admit(s));
-      step_probes_.push_back(id);
+      step_probes_.push_back(slot);
     }
   }
   return req;
@@ -285,14 +335,28 @@ block_commit scheduler_policy::make_commit(const sequence& s) const {
   return c;
 }
 
-void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk) const {
+void scheduler_policy::reset_table(sequence& s) {
+  s.block_table.clear();
+  s.table_epoch = ++num_table_epochs_;
+}
+
+void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk,
+                                 const plan_entry* known) const {
   // Every field is set: `st` may be a recycled entry of an earlier plan (its vectors keep
   // their capacity, so a steady decode batch allocates nothing here).
   st.id = s.sub.id;
   st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
   st.input_from_last_sample = false;
   st.start_position = s.num_computed;
-  st.block_table.assign(s.block_table.begin(), s.block_table.end());
+  if (known != nullptr && known->id == s.sub.id && known->table_epoch == s.table_epoch &&
+      known->table_size <= s.block_table.size() && st.block_table.size() == known->table_size) {
+    // The entry holds this sequence's table of an earlier step: tables only grow at the end
+    // until reset (which changes the epoch), so only the new blocks are copied.
+    st.block_table.insert(st.block_table.end(), s.block_table.begin() + known->table_size,
+                          s.block_table.end());
+  } else {
+    st.block_table.assign(s.block_table.begin(), s.block_table.end());
+  }
   const int end = s.num_computed + chunk;
   st.sample = end == static_cast<int>(s.tokens.size());
   st.sampling = s.sub.sampling;
@@ -315,7 +379,35 @@ void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk
 }
 
 void scheduler_policy::recycle(step_plan&& plan) {
-  if (plan.seqs.size() > recycled_.seqs.size()) recycled_ = std::move(plan);
+  if (plan.step_index == handed_step_ && plan.seqs.size() == handed_entries_.size()) {
+    // The plan handed out last: its entries are known, so the next plan updates them.
+    recycled_ = std::move(plan);
+    recycled_entries_.swap(handed_entries_);
+  } else if (plan.seqs.size() > recycled_.seqs.size()) {
+    recycled_ = std::move(plan);
+    recycled_entries_.clear();
+  }
+  handed_entries_.clear();
+}
+
+void scheduler_policy::preempt(slot_index slot, std::vector<sequence_event>& immediate) {
+  sequence& s = slots_[slot];
+  if (!s.live || !s.running) return;
+  // Recompute later: the committed blocks stay cached, so the recompute mostly hits.
+  erase_running(slot);
+  s.running = false;
+  s.in_alloc = false;
+  s.num_computed = 0;
+  s.num_committed_blocks = 0;
+  reset_table(s);
+  s.probed_step = 0;
+  ++num_preemptions_;
+  if (s.removal) {
+    auto [reason, stop_reason] = *s.removal;
+    finish(slot, finished_event(s.sub.id, reason, stop_reason), false, immediate);
+  } else {
+    waiting_.push_back(slot);
+  }
 }
 
 planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) {
@@ -324,50 +416,43 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   inflight_finals_.clear();
   std::vector<sequence_event>& immediate = out.events;
 
-  for (const block_grant& g : reply.grows) {
-    auto it = seqs_.find(g.id);
-    if (it == seqs_.end()) continue;
-    sequence& s = it->second;
+  for (std::size_t i = 0; i < reply.grows.size(); ++i) {
+    const block_grant& g = reply.grows[i];
+    const slot_index slot = resolve(step_grows_, i, g.id);
+    if (slot == kNoSlot) continue;
+    sequence& s = slots_[slot];
     if (g.status == grant_status::kGranted) {
       s.block_table.insert(s.block_table.end(), g.block_table.begin(), g.block_table.end());
     } else if (g.status == grant_status::kPreempted) {
-      // Recompute later: the committed blocks stay cached, so the recompute mostly hits.
-      erase_running(g.id);
-      s.running = false;
-      s.in_alloc = false;
-      s.num_computed = 0;
-      s.num_committed_blocks = 0;
-      s.block_table.clear();
-      s.probed_step = 0;
-      ++num_preemptions_;
-      if (s.removal) {
-        auto [reason, stop_reason] = *s.removal;
-        finish(g.id, finished_event(g.id, reason, stop_reason), false, immediate);
-      } else {
-        waiting_.push_back(g.id);
-      }
+      preempt(slot, immediate);
     } else {
       s.in_alloc = false;
-      s.block_table.clear();  // the cache holds nothing for it after a failed growth
-      finish(g.id,
+      reset_table(s);  // the cache holds nothing for it after a failed growth
+      finish(slot,
              error_event(g.id, {status_code::kInternal, "KV cache growth failed: " + g.message}),
              false, immediate);
     }
   }
+  for (seq_id id : reply.preempted) {
+    auto it = index_.find(id);
+    if (it != index_.end()) preempt(it->second, immediate);
+  }
 
-  for (const block_grant& g : reply.admits) {
-    auto it = seqs_.find(g.id);
-    if (it == seqs_.end()) continue;
-    sequence& s = it->second;
+  for (std::size_t i = 0; i < reply.admits.size(); ++i) {
+    const block_grant& g = reply.admits[i];
+    const slot_index slot = resolve(step_admits_, i, g.id);
+    if (slot == kNoSlot) continue;
+    sequence& s = slots_[slot];
     if (g.status == grant_status::kGranted) {
       if (!s.running) {
-        erase_waiting(g.id);
-        insert_running(g.id);
+        erase_waiting(slot);
+        insert_running(slot);
         s.running = true;
       }
       s.num_computed = g.num_cached_tokens;
       s.num_committed_blocks = g.num_cached_tokens / config_.block_size;
       s.block_table = g.block_table;
+      s.table_epoch = ++num_table_epochs_;
       s.admitted_now = true;
       if (!s.accepted_sent) {
         s.accepted_sent = true;
@@ -381,16 +466,16 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       }
     } else if (g.status == grant_status::kFailed) {
       s.in_alloc = false;
-      s.block_table.clear();
-      finish(g.id, error_event(g.id, {status_code::kInvalidArgument, g.message}), false, immediate);
+      reset_table(s);
+      finish(slot, error_event(g.id, {status_code::kInvalidArgument, g.message}), false, immediate);
     } else {
       s.in_alloc = false;
     }
   }
 
-  for (const block_grant& g : reply.probes) {
-    auto it = seqs_.find(g.id);
-    if (it != seqs_.end()) it->second.cached_estimate = g.num_cached_tokens;
+  for (std::size_t i = 0; i < reply.probes.size(); ++i) {
+    const slot_index slot = resolve(step_probes_, i, reply.probes[i].id);
+    if (slot != kNoSlot) slots_[slot].cached_estimate = reply.probes[i].num_cached_tokens;
   }
 
   // Build the plan: sequences already running first (decode before new prefill), then the
@@ -399,15 +484,16 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   step_seqs_.clear();                         // the previous step's result is applied by now
   out.plan.seqs = std::move(recycled_.seqs);  // entries are overwritten, then trimmed
   recycled_.seqs.clear();
+  entries_scratch_.clear();
   std::size_t used = 0;
-  auto consider = [&](seq_id id) {
-    auto it = seqs_.find(id);
-    if (it == seqs_.end() || !it->second.in_alloc) return;
-    sequence& s = it->second;
+  auto consider = [&](slot_index slot) {
+    sequence& s = slots_[slot];
+    if (!s.live || !s.in_alloc) return;
+    const seq_id id = s.sub.id;
     if (s.removal) {
       auto [reason, stop_reason] = *s.removal;
       s.in_alloc = false;
-      finish(id, finished_event(id, reason, stop_reason), true, immediate);
+      finish(slot, finished_event(id, reason, stop_reason), true, immediate);
       return;
     }
     const int remaining = static_cast<int>(s.tokens.size()) - s.num_computed;
@@ -420,7 +506,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
       s.in_alloc = false;
       if (config_.no_kv_cache && !s.block_table.empty()) {
         pending_releases_.push_back(id);
-        s.block_table.clear();
+        reset_table(s);
         s.num_computed = 0;
       }
       return;
@@ -428,7 +514,10 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     s.admitted_now = false;
     if (used == out.plan.seqs.size()) out.plan.seqs.emplace_back();
     sequence_step& step = out.plan.seqs[used++];
-    fill_step(step, s, chunk);
+    fill_step(step, s, chunk,
+              used - 1 < recycled_entries_.size() ? &recycled_entries_[used - 1] : nullptr);
+    entries_scratch_.push_back(
+        plan_entry{id, s.table_epoch, static_cast<std::uint32_t>(s.block_table.size())});
     const int prompt_len = static_cast<int>(s.sub.prompt.size());
     out.num_prompt_tokens += std::clamp(prompt_len - s.num_computed, 0, chunk);
     s.in_alloc = false;
@@ -436,43 +525,46 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     s.exec_samples = step.sample;
     s.chunk = chunk;
     budget -= chunk;
-    step_seqs_.push_back(id);
+    step_seqs_.push_back(slot);
   };
   // consider() may finish a sequence (erasing it from running_): iterate over a copy (a
   // member, so its capacity is kept from step to step).
   order_scratch_.assign(running_.begin(), running_.end());
-  std::vector<seq_id> admitted_now;
-  for (seq_id id : order_scratch_) {
-    auto it = seqs_.find(id);
-    if (it == seqs_.end()) continue;
-    if (it->second.admitted_now) {
-      admitted_now.push_back(id);
+  admitted_scratch_.clear();
+  for (slot_index slot : order_scratch_) {
+    const sequence& s = slots_[slot];
+    if (!s.live) continue;
+    if (s.admitted_now) {
+      admitted_scratch_.push_back(slot);
     } else {
-      consider(id);
+      consider(slot);
     }
   }
-  for (seq_id id : admitted_now) {
-    auto it = seqs_.find(id);
-    if (it == seqs_.end()) continue;
-    it->second.admitted_now = false;
-    consider(id);
+  for (slot_index slot : admitted_scratch_) {
+    sequence& s = slots_[slot];
+    if (!s.live) continue;
+    s.admitted_now = false;
+    consider(slot);
   }
   // A deferred or preempted sequence may still carry a removal request.
-  std::vector<seq_id> leftovers;
-  for (seq_id id : step_admits_) {
-    auto it = seqs_.find(id);
-    if (it != seqs_.end() && it->second.removal && !it->second.busy()) leftovers.push_back(id);
-  }
-  for (seq_id id : leftovers) {
-    auto [reason, stop_reason] = *seqs_.at(id).removal;
-    finish(id, finished_event(id, reason, stop_reason), true, immediate);
+  for (slot_index slot : step_admits_) {
+    sequence& s = slots_[slot];
+    if (s.live && s.removal && !s.busy()) {
+      auto [reason, stop_reason] = *s.removal;
+      finish(slot, finished_event(s.sub.id, reason, stop_reason), true, immediate);
+    }
   }
 
   if (used == 0) {
-    recycled_.seqs = std::move(out.plan.seqs);  // nothing to run: keep the memory for later
+    // Nothing to run: keep the memory for later. Entries may have been overwritten.
+    recycled_.seqs = std::move(out.plan.seqs);
     out.plan.seqs.clear();
+    recycled_entries_.clear();
   } else {
     out.plan.seqs.resize(used);
+    handed_entries_.swap(entries_scratch_);
+    handed_step_ = step_index_;
+    recycled_entries_.clear();
   }
   out.plan.step_index = step_index_;
   return out;
@@ -480,47 +572,74 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
 
 std::vector<sequence_event> scheduler_policy::apply_result(const step_result& result) {
   std::vector<sequence_event> events;
-  events.reserve(result.seqs.size());
-  for (const sequence_result& r : result.seqs) {
-    auto it = seqs_.find(r.id);
-    if (it == seqs_.end() || !it->second.in_exec) continue;
-    sequence& s = it->second;
+  tokens_scratch_.clear();
+  std::vector<sequence_event> others;
+  apply_result(result, tokens_scratch_, others);
+  events.reserve(tokens_scratch_.size() + others.size());
+  for (const token_output& t : tokens_scratch_) {
+    sequence_event e;
+    e.type = sequence_event::kind::kTokens;
+    e.id = t.id;
+    e.tokens.push_back(t.token);
+    events.push_back(std::move(e));
+  }
+  for (sequence_event& e : others) events.push_back(std::move(e));
+  return events;
+}
+
+void scheduler_policy::apply_result(const step_result& result, std::vector<token_output>& tokens,
+                                    std::vector<sequence_event>& events) {
+  for (std::size_t i = 0; i < result.seqs.size(); ++i) {
+    const sequence_result& r = result.seqs[i];
+    const slot_index slot = resolve(step_seqs_, i, r.id);
+    if (slot == kNoSlot) continue;
+    sequence& s = slots_[slot];
+    if (!s.in_exec) continue;
     s.in_exec = false;
     s.num_computed += s.chunk;
     if (s.removal) {
       auto [reason, stop_reason] = *s.removal;
-      finish(r.id, finished_event(r.id, reason, stop_reason), true, events);
+      finish(slot, finished_event(r.id, reason, stop_reason), true, events);
       continue;
     }
-    sequence_event e;
-    e.type = sequence_event::kind::kTokens;
-    e.id = r.id;
-    if (s.sub.prompt_logprobs >= 0 && !r.prompt_logprobs.empty()) {
-      const int prompt_len = static_cast<int>(s.sub.prompt.size());
-      for (const auto& lp : r.prompt_logprobs) {
-        if (s.num_prompt_logprobs_sent >= prompt_len - 1) break;
-        e.prompt_logprobs.push_back(lp);
-        ++s.num_prompt_logprobs_sent;
-      }
-    }
     std::optional<finish_decision> fin;
+    if (s.flat_tokens) {
+      if (r.sampled_token) {
+        s.tokens.push_back(*r.sampled_token);
+        tokens.push_back(token_output{r.id, *r.sampled_token});
+      }
+    } else {
+      sequence_event e;
+      e.type = sequence_event::kind::kTokens;
+      e.id = r.id;
+      if (s.sub.prompt_logprobs >= 0 && !r.prompt_logprobs.empty()) {
+        const int prompt_len = static_cast<int>(s.sub.prompt.size());
+        for (const auto& lp : r.prompt_logprobs) {
+          if (s.num_prompt_logprobs_sent >= prompt_len - 1) break;
+          e.prompt_logprobs.push_back(lp);
+          ++s.num_prompt_logprobs_sent;
+        }
+      }
+      if (r.sampled_token) {
+        s.tokens.push_back(*r.sampled_token);
+        e.tokens.push_back(*r.sampled_token);
+        if (r.sampled_logprobs) e.logprobs.push_back(*r.sampled_logprobs);
+      }
+      if (!e.tokens.empty() || !e.prompt_logprobs.empty()) events.push_back(std::move(e));
+    }
     if (r.sampled_token) {
-      s.tokens.push_back(*r.sampled_token);
-      e.tokens.push_back(*r.sampled_token);
-      if (r.sampled_logprobs) e.logprobs.push_back(*r.sampled_logprobs);
       fin = s.sub.stop.check(*r.sampled_token, s.num_generated());
       if (!fin && static_cast<int>(s.tokens.size()) >= config_.max_model_len) {
         fin = finish_decision{"length", ""};
       }
     }
-    if (!e.tokens.empty() || !e.prompt_logprobs.empty()) events.push_back(std::move(e));
     if (fin) {
-      finish(r.id, finished_event(r.id, fin->reason, fin->stop_reason), true, events);
+      finish(slot, finished_event(r.id, fin->reason, fin->stop_reason), true, events);
       continue;
     }
     if (config_.no_kv_cache) {
       pending_releases_.push_back(r.id);
-      s.block_table.clear();
+      reset_table(s);
       s.num_computed = 0;
     } else if (config_.enable_prefix_caching) {
       // Early reuse: every block this step filled enters the prefix tree right away. With
@@ -534,15 +653,14 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
       }
     }
   }
-  for (seq_id id : step_seqs_) {  // sequences the backend returned no result for
-    auto it = seqs_.find(id);
-    if (it == seqs_.end() || !it->second.in_exec) continue;
-    it->second.in_exec = false;
-    finish(id, error_event(id, {status_code::kInternal, "the backend returned no result"}), false,
-           events);
+  for (slot_index slot : step_seqs_) {  // sequences the backend returned no result for
+    sequence& s = slots_[slot];
+    if (!s.live || !s.in_exec) continue;
+    s.in_exec = false;
+    finish(slot, error_event(s.sub.id, {status_code::kInternal, "the backend returned no result"}),
+           false, events);
   }
   step_seqs_.clear();
-  return events;
 }
 
 std::vector<sequence_event> scheduler_policy::abort_allocations(const status& error) {
@@ -552,21 +670,24 @@ std::vector<sequence_event> scheduler_policy::abort_allocations(const status& er
   pending_finals_.clear();
   pending_commits_.clear();
   pending_releases_.clear();
-  std::vector<seq_id> doomed;
-  for (auto& [id, s] : seqs_) {
+  std::vector<std::pair<seq_id, slot_index>> doomed;
+  for (slot_index slot = 0; slot < slots_.size(); ++slot) {
+    sequence& s = slots_[slot];
+    if (!s.live) continue;
     if (s.running || !s.block_table.empty()) {
-      doomed.push_back(id);
+      doomed.emplace_back(s.sub.id, slot);
     } else {
       s.in_alloc = false;  // waiting: held nothing, stays queued
       s.admitted_now = false;
     }
   }
   std::sort(doomed.begin(), doomed.end());
-  for (seq_id id : doomed) {
-    seqs_.at(id).block_table.clear();  // released by the cache manager already
-    finish(id, error_event(id, error), /*commit=*/false, events);
+  for (auto [id, slot] : doomed) {
+    reset_table(slots_[slot]);  // released by the cache manager already
+    finish(slot, error_event(id, error), /*commit=*/false, events);
   }
   step_seqs_.clear();
+  step_grows_.clear();
   step_admits_.clear();
   step_probes_.clear();
   return events;
@@ -574,11 +695,11 @@ std::vector<sequence_event> scheduler_policy::abort_allocations(const status& er
 
 std::vector<sequence_event> scheduler_policy::fail_step(const status& error) {
   std::vector<sequence_event> events;
-  for (seq_id id : step_seqs_) {
-    auto it = seqs_.find(id);
-    if (it == seqs_.end() || !it->second.in_exec) continue;
-    it->second.in_exec = false;
-    finish(id, error_event(id, error), /*commit=*/false, events);
+  for (slot_index slot : step_seqs_) {
+    sequence& s = slots_[slot];
+    if (!s.live || !s.in_exec) continue;
+    s.in_exec = false;
+    finish(slot, error_event(s.sub.id, error), /*commit=*/false, events);
   }
   step_seqs_.clear();
   return events;

@@ -89,10 +89,18 @@ class scheduler_policy {
   /// Step phase 2. An empty plan ends the step.
   planned_step apply_allocations(const cache_step_reply& reply);
   /// Optional: hands back an executed plan (worker_outcome::plan) so that the next plan
-  /// reuses its vectors instead of allocating per sequence per step.
+  /// reuses its vectors instead of allocating per sequence per step. The plan handed out
+  /// last, given back with its block tables unchanged, lets the next plan copy only the
+  /// blocks added since (a steady decode batch then copies about nothing).
   void recycle(step_plan&& plan);
   /// Step phase 3, on success.
   std::vector<sequence_event> apply_result(const step_result& result);
+  /// Step phase 3, on success, the hot path: tokens of sequences that asked for no logprobs
+  /// are appended to `tokens` (plan order), everything else (tokens with logprobs, prompt
+  /// logprobs, finishes) to `events`. A consumer takes `tokens` before `events`, which keeps
+  /// every sequence's order (its token comes before its finish).
+  void apply_result(const step_result& result, std::vector<token_output>& tokens,
+                    std::vector<sequence_event>& events);
   /// Step phase 3, when the worker failed: every sequence of the step ends with `error`.
   std::vector<sequence_event> fail_step(const status& error);
   /// Step phase 2 when the cache manager failed (cache_step_reply::error): it released every
@@ -108,14 +116,19 @@ class scheduler_policy {
   std::optional<int> num_generated(seq_id id) const;
 
  private:
+  using slot_index = std::uint32_t;
+
   struct sequence {
     sequence_submission sub;
     std::vector<std::int32_t> tokens;  // prompt + output
     int num_computed = 0;              // tokens whose KV is in block_table
     int num_committed_blocks = 0;      // full blocks already sent to commit
     std::vector<std::int32_t> block_table;
-    bool running = false;  // holds blocks (or, with no_kv_cache, is admitted)
+    std::uint64_t table_epoch = 0;  // changes whenever block_table is reset (not on growth)
+    bool live = false;              // the slot holds a sequence
+    bool running = false;           // holds blocks (or, with no_kv_cache, is admitted)
     bool accepted_sent = false;
+    bool flat_tokens = false;  // no logprobs asked: tokens take apply_result's flat path
     int num_cached_prompt_tokens = 0;
     clock::time_point arrival;
     std::uint64_t order = 0;
@@ -132,33 +145,62 @@ class scheduler_policy {
     bool busy() const { return in_alloc || in_exec; }
   };
 
+  /// The live sequence `id`, or nullptr. Only client calls and mismatches look ids up: the
+  /// step itself addresses sequences by slot.
+  sequence* find(seq_id id);
+  const sequence* find(seq_id id) const;
+  /// The slot the step's bookkeeping names for position `i`, if it still holds `id`;
+  /// otherwise looked up by id. kNoSlot when the sequence is gone.
+  slot_index resolve(const std::vector<slot_index>& slots, std::size_t i, seq_id id) const;
+  static constexpr slot_index kNoSlot = ~slot_index{0};
+
   bool before(const sequence& a, const sequence& b) const;  // running / victim order
-  std::vector<seq_id> ordered_waiting(clock::time_point now) const;
-  void insert_running(seq_id id);
-  void erase_running(seq_id id);
-  void erase_waiting(seq_id id);
+  void ordered_waiting(clock::time_point now, std::vector<slot_index>& out) const;
+  void insert_running(slot_index slot);
+  void erase_running(slot_index slot);
+  void erase_waiting(slot_index slot);
+  void preempt(slot_index slot, std::vector<sequence_event>& immediate);
   /// Ends a sequence: releases its blocks (if any) and queues the final event until the
-  /// release is confirmed by the next cache reply.
-  void finish(seq_id id, sequence_event final_event, bool commit,
+  /// release is confirmed by the next cache reply. Frees the slot.
+  void finish(slot_index slot, sequence_event final_event, bool commit,
               std::vector<sequence_event>& immediate);
-  void fill_step(sequence_step& st, const sequence& s, int chunk) const;
+  /// What a plan entry was last filled with: when the next plan puts the same sequence at
+  /// the same position, only the blocks added since are copied.
+  struct plan_entry {
+    seq_id id = 0;
+    std::uint64_t table_epoch = 0;
+    std::uint32_t table_size = 0;
+  };
+  void reset_table(sequence& s);
+  void fill_step(sequence_step& st, const sequence& s, int chunk, const plan_entry* known) const;
   block_commit make_commit(const sequence& s) const;
   static sequence_event finished_event(seq_id id, std::string reason, std::string stop_reason);
   static sequence_event error_event(seq_id id, status error);
 
   scheduler_config config_;
-  std::unordered_map<seq_id, sequence> seqs_;
-  std::vector<seq_id> running_;  // ordered: priority, then arrival
-  std::vector<seq_id> waiting_;
+  std::vector<sequence> slots_;  // sequences by slot; freed slots are reused
+  std::vector<slot_index> free_slots_;
+  std::unordered_map<seq_id, slot_index> index_;  // live sequences
+  std::vector<slot_index> running_;               // ordered: priority, then arrival
+  std::vector<slot_index> waiting_;
   std::vector<block_commit> pending_commits_;
   std::vector<seq_id> pending_releases_;
   std::vector<sequence_event> pending_finals_;   // released in the next cache request
   std::vector<sequence_event> inflight_finals_;  // released in the current cache request
-  std::vector<seq_id> step_seqs_;                // sequences of the current plan, in order
-  std::vector<seq_id> step_admits_;              // admissions of the current cache request
-  std::vector<seq_id> step_probes_;
-  std::vector<seq_id> order_scratch_;  // apply_allocations' copy of running_
-  step_plan recycled_;                 // an executed plan whose memory the next one reuses
+  std::vector<slot_index> step_seqs_;            // sequences of the current plan, in order
+  std::vector<slot_index> step_grows_;           // grows of the current cache request
+  std::vector<slot_index> step_admits_;          // admissions of the current cache request
+  std::vector<slot_index> step_probes_;
+  std::vector<slot_index> order_scratch_;  // apply_allocations' copy of running_
+  std::vector<slot_index> admitted_scratch_;
+  std::vector<slot_index> waiting_scratch_;
+  std::vector<token_output> tokens_scratch_;  // the vector form of apply_result
+  step_plan recycled_;                        // an executed plan whose memory the next one reuses
+  std::vector<plan_entry> recycled_entries_;  // what recycled_'s entries hold (may be empty)
+  std::vector<plan_entry> handed_entries_;    // the same for the plan handed out last
+  std::vector<plan_entry> entries_scratch_;
+  std::uint64_t handed_step_ = 0;
+  std::uint64_t num_table_epochs_ = 0;
   std::uint64_t next_order_ = 0;
   std::uint64_t step_index_ = 0;
   std::uint64_t num_preemptions_ = 0;

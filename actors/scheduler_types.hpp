@@ -61,13 +61,19 @@ struct block_commit {
 };
 
 /// One batched message per step to the cache manager, applied in this order: commits,
-/// releases, growth of running sequences (preempting from the back of `grows` when blocks run
-/// out), admissions (in order, stopping at the first that does not fit), probes.
+/// releases, growth of running sequences (preempting from the back of `running` when blocks
+/// run out), admissions (in order, stopping at the first that does not fit), probes.
 struct cache_step_request {
   std::uint64_t step_index = 0;
   std::vector<block_commit> commits;
   std::vector<seq_id> releases;
-  std::vector<block_request> grows;   ///< running sequences, most important first
+  /// Every running sequence that holds blocks, most important first: the preemption order
+  /// (victims are taken from the back). Empty: the ids of `grows`, in their order.
+  std::vector<seq_id> running;
+  /// Running sequences that need more blocks this step (a subsequence of `running`, in its
+  /// order); the others keep their blocks untouched, so a steady decode batch sends about
+  /// one grow per block_size steps per sequence.
+  std::vector<block_request> grows;
   std::vector<block_request> admits;  ///< waiting sequences in scheduling order
   std::vector<block_request> probes;  ///< lpm: cached prefix length only, nothing locked
   /// Recovery after a failure: release every live sequence first (nothing else is applied).
@@ -107,7 +113,9 @@ struct cache_stats_snapshot {
 
 struct cache_step_reply {
   std::uint64_t step_index = 0;
-  std::vector<block_grant> grows;   ///< one per request grow, same order
+  std::vector<block_grant> grows;  ///< one per request grow, same order
+  /// Sequences of `running` preempted (blocks released) that were not in `grows`.
+  std::vector<seq_id> preempted;
   std::vector<block_grant> admits;  ///< one per request admit, same order
   std::vector<block_grant> probes;  ///< one per request probe, same order
   cache_stats_snapshot stats;
@@ -115,6 +123,13 @@ struct cache_step_reply {
   /// released every live sequence, so no sequence holds blocks any more, and the grant lists
   /// are empty.
   status error;
+};
+
+/// A token sampled for a sequence whose client asked for no logprobs: the scheduler's hot
+/// path reports these flat, without a sequence_event each.
+struct token_output {
+  seq_id id = 0;
+  std::int32_t token = 0;
 };
 
 /// What the scheduler tells a sequence's client. One struct for every kind keeps the plain

@@ -90,6 +90,9 @@ cache_step_reply step_allocator::fail(const cache_step_request& request, status 
         if (cache_->contains(r.id)) (void)cache_->release(r.id);
       }
     }
+    for (seq_id id : request.running) {
+      if (cache_->contains(id)) (void)cache_->release(id);
+    }
     reply.stats = stats();
   } catch (...) {
     // Nothing more can be done here; the reply still carries the error.
@@ -125,25 +128,46 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
   }
   if (fault_hook_) fault_hook_("grows");
 
-  // Growth, most important first; when blocks run out, preempt from the back.
+  // Growth, most important first; when blocks run out, preempt from the back of the running
+  // order. Sequences that need no block are not in `grows` but may still be victims.
   const std::size_t n = request.grows.size();
-  std::vector<std::optional<block_grant>> grants(n);
+  order_.clear();
+  if (request.running.empty()) {
+    for (const block_request& r : request.grows) order_.push_back(r.id);
+  } else {
+    order_.assign(request.running.begin(), request.running.end());
+  }
+  // Indices >= tail of order_ are preempted, those below are not: victims always come from
+  // the back, and a sequence preempts itself only when nobody behind it is left.
+  std::size_t tail = order_.size();
+  std::size_t pos = 0;  // position in order_ of the current grow
   bool any_preempted = false;
-  auto preempt = [&](std::size_t j) {
-    commit_deferred_and_release(request.grows[j].id);
-    block_grant g;
-    g.id = request.grows[j].id;
-    g.status = grant_status::kPreempted;
-    grants[j] = std::move(g);
+  auto preempt = [&](seq_id id) {
+    commit_deferred_and_release(id);
     any_preempted = true;
   };
+  auto preempted_grant = [](seq_id id) {
+    block_grant g;
+    g.id = id;
+    g.status = grant_status::kPreempted;
+    return g;
+  };
+  reply.grows.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
-    if (grants[i]) continue;  // preempted already
     const block_request& r = request.grows[i];
+    while (pos < order_.size() && order_[pos] != r.id) ++pos;
+    if (pos == order_.size()) {
+      // Not in the running order (a malformed request): grow it, never pick it as a victim.
+      pos = 0;
+    } else if (pos >= tail) {
+      reply.grows.push_back(preempted_grant(r.id));  // preempted already as a victim
+      continue;
+    }
+    const bool ordered = pos < order_.size() && order_[pos] == r.id;
     for (;;) {
       cache_status st = cache_->grow(r.id, r.num_tokens);
       if (st) {
-        grants[i] = granted(r.id, 0, r.num_known_blocks);
+        reply.grows.push_back(granted(r.id, 0, r.num_known_blocks));
         break;
       }
       if (st.code() != cache_errc::kOutOfBlocks) {
@@ -153,25 +177,27 @@ cache_step_reply step_allocator::apply(const cache_step_request& request) {
         g.id = r.id;
         g.status = grant_status::kFailed;
         g.message = st.message();
-        grants[i] = std::move(g);
+        reply.grows.push_back(std::move(g));
         break;
       }
-      std::size_t victim = n;
-      for (std::size_t j = n; j-- > i + 1;) {
-        if (!grants[j]) {
-          victim = j;
-          break;
+      if (ordered && tail > pos + 1) {
+        --tail;
+        const seq_id victim = order_[tail];
+        preempt(victim);
+        // A victim further down `grows` gets its kPreempted grant when the loop reaches it.
+        bool in_grows = false;
+        for (std::size_t j = i + 1; j < n && !in_grows; ++j) {
+          in_grows = request.grows[j].id == victim;
         }
+        if (!in_grows) reply.preempted.push_back(victim);
+        continue;
       }
-      if (victim == n) {
-        preempt(i);
-        break;
-      }
-      preempt(victim);
+      if (ordered) tail = pos;
+      preempt(r.id);
+      reply.grows.push_back(preempted_grant(r.id));
+      break;
     }
   }
-  reply.grows.reserve(n);
-  for (auto& g : grants) reply.grows.push_back(std::move(*g));
 
   // Admissions, unless this step had to preempt: no newcomer overtakes a victim.
   if (fault_hook_) fault_hook_("admits");

@@ -58,6 +58,7 @@ class step_allocator {
 
   std::unique_ptr<kv_cache_manager> cache_;
   std::unordered_map<seq_id, sequence_info> seqs_;
+  std::vector<seq_id> order_;  // apply()'s preemption order (kept: no allocation per step)
   fault_hook fault_hook_;
 };
 

@@ -110,13 +110,17 @@ timing plain_us_per_step(int n, double seconds) {
     s.sampling.temperature = 0;
     (void)policy.add(std::move(s), t0);
   }
+  std::vector<token_output> tokens;  // what the scheduler actor would stream out
+  std::vector<sequence_event> events;
   auto run_step = [&] {
     cache_step_request req = policy.plan_allocations(clock_type::now());
     cache_step_reply reply = allocator->apply(req);
     planned_step ps = policy.apply_allocations(reply);
     if (ps.plan.seqs.empty()) return;
     worker_outcome out = executor.execute(std::move(ps.plan));
-    (void)policy.apply_result(out.result);
+    tokens.clear();
+    events.clear();
+    policy.apply_result(out.result, tokens, events);
     policy.recycle(std::move(out.plan));
   };
   for (int i = 0; i < 8; ++i) run_step();  // prefill and warm-up
