@@ -1,6 +1,7 @@
 // make_engine: the CAF-free engine facade over the actor system. Requests are prepared
 // (tokenised, validated) on the caller's thread, so bad input and overload are reported
-// before submit() returns; each accepted request then gets a request actor.
+// before submit() returns; each accepted request then goes to the engine's request hub,
+// which keeps its state and streams its events.
 
 #include "actors/engine.hpp"
 
@@ -63,6 +64,11 @@ class engine_core {
     auto actors = spawn_engine_actors(*sys_, config_, std::move(model_backend), obs_, board_);
     if (!actors) return actors.error();
     actors_ = std::move(actors.value());
+    request_hub_config hc;
+    hc.scheduler = actors_.scheduler;
+    hc.tok = tok_;
+    hc.obs = obs_;
+    hub_ = spawn_request_hub(*sys_, std::move(hc));
     return status::ok();
   }
 
@@ -76,57 +82,52 @@ class engine_core {
     auto sub = prepare_submission(request, id, config_, max_model_len_, model_.vocab_size,
                                   tok_.get(), tmpl_.get());
     if (!sub) return reject(sub.error());
+    status rejection;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!accepting_) return reject({status_code::kOverloaded, "the engine is shutting down"});
-      if (num_unadmitted_ >= config_.max_waiting_requests) {
-        return reject({status_code::kOverloaded, "the waiting queue is full (" +
-                                                     std::to_string(config_.max_waiting_requests) +
-                                                     " requests); try again later"});
+      if (!accepting_) {
+        rejection = {status_code::kOverloaded, "the engine is shutting down"};
+      } else if (num_unadmitted_ >= config_.max_waiting_requests) {
+        rejection = {status_code::kOverloaded, "the waiting queue is full (" +
+                                                   std::to_string(config_.max_waiting_requests) +
+                                                   " requests); try again later"};
+      } else {
+        ++num_unadmitted_;
+        live_.emplace(id, live_request{});
       }
-      ++num_unadmitted_;
-      live_.emplace(id, live_request{});
     }
-    request_actor_config rc;
-    rc.scheduler = actors_.scheduler;
-    rc.tok = tok_;
-    rc.stop_strings = request.stop;
-    rc.obs = obs_;
-    rc.timeout = request.timeout;
-    rc.on_event = [this, cb = std::move(on_event)](request_id rid, const generation_event& e) {
+    if (!rejection) return reject(std::move(rejection));  // outside the lock: it calls back
+    hub_request hr;
+    hr.submission = std::move(sub.value());
+    hr.stop_strings = request.stop;
+    hr.timeout = request.timeout;
+    hr.on_event = [this, cb = std::move(on_event)](request_id rid, const generation_event& e) {
       const bool final_event = is_final(e);
       const bool admitted = std::holds_alternative<accepted_event>(e);
       if (admitted || final_event) note_progress(rid, admitted);
       if (cb) cb(rid, e);
       if (final_event) on_final(rid);
     };
-    request_actor handle = spawn_request_actor(*sys_, std::move(sub.value()), std::move(rc));
-    bool cancel_now = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = live_.find(id);
-      if (it != live_.end()) {
-        it->second.handle = handle;
-        cancel_now = it->second.cancel_requested;
-      }
+    std::lock_guard<std::mutex> lock(mu_);
+    // Under the lock, so that a cancel() of this id reaches the hub after the submission.
+    caf::anon_send(hub_, submit_atom::value, std::move(hr));
+    auto it = live_.find(id);
+    if (it != live_.end()) {
+      it->second.sent = true;
+      if (it->second.cancel_requested) caf::anon_send(hub_, cancel_atom::value, id);
     }
-    if (cancel_now) caf::anon_send(handle, cancel_atom::value);
     return id;
   }
 
   void cancel(request_id id) {
-    request_actor handle;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = live_.find(id);
-      if (it == live_.end()) return;
-      if (!it->second.handle) {
-        it->second.cancel_requested = true;
-        return;
-      }
-      handle = it->second.handle;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(id);
+    if (it == live_.end()) return;
+    if (it->second.sent) {
+      caf::anon_send(hub_, cancel_atom::value, id);
+    } else {
+      it->second.cancel_requested = true;  // submit() sends it after the submission
     }
-    caf::anon_send(handle, cancel_atom::value);
   }
 
   void shutdown(std::chrono::milliseconds grace) {
@@ -135,16 +136,18 @@ class engine_core {
     accepting_ = false;
     cv_.wait_for(lock, grace, [&] { return live_.empty(); });
     for (auto& [id, r] : live_) {
-      if (r.handle) caf::anon_send(r.handle, cancel_atom::value);
+      if (r.sent) caf::anon_send(hub_, cancel_atom::value, id);
       r.cancel_requested = true;
     }
     // Every request ends with its finished event; the bound only guards against a bug.
     cv_.wait_for(lock, std::chrono::seconds(60), [&] { return live_.empty(); });
     stopped_ = true;
     lock.unlock();
+    caf::anon_send_exit(hub_, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(actors_.scheduler, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(actors_.cache_manager, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(actors_.worker, caf::exit_reason::user_shutdown);
+    hub_ = request_hub_actor{};
     actors_ = engine_actors{};
     sys_.reset();  // joins every actor, the worker's thread included
   }
@@ -156,8 +159,8 @@ class engine_core {
 
  private:
   struct live_request {
-    request_actor handle;
     bool admitted = false;
+    bool sent = false;  // the submission is on its way to the hub
     bool cancel_requested = false;
   };
 
@@ -186,6 +189,7 @@ class engine_core {
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   engine_actors actors_;
+  request_hub_actor hub_;  // the client of every request (one message per flush for tokens)
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<request_id, live_request> live_;

@@ -19,6 +19,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<token_logprob>("kvserve::token_logprob");
   cfg.add_message_type<position_logprobs>("kvserve::position_logprobs");
   cfg.add_message_type<token_delta>("kvserve::token_delta");
+  cfg.add_message_type<token_batch>("kvserve::token_batch");
   cfg.add_message_type<sequence_step>("kvserve::sequence_step");
   cfg.add_message_type<step_plan>("kvserve::step_plan");
   cfg.add_message_type<sequence_result>("kvserve::sequence_result");

@@ -70,6 +70,12 @@ struct token_delta {
   std::vector<position_logprobs> prompt_logprobs;  ///< prompt positions computed this step
 };
 
+/// The token deltas of several sequences in one message (scheduler -> batch client): each
+/// sequence at most once, its deltas of the flush interval merged in order.
+struct token_batch {
+  std::vector<token_delta> deltas;
+};
+
 /// An error as a message: a status code and a one-line message.
 struct error_info {
   status_code code = status_code::kInternal;
@@ -130,6 +136,11 @@ typename Inspector::result_type inspect(Inspector& f, token_delta& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_batch& x) {
+  return f(caf::meta::type_name("token_batch"), x.deltas);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sequence_step& x) {
   return f(caf::meta::type_name("sequence_step"), x.id, x.tokens, x.input_from_last_sample,
            x.start_position, x.block_table, x.sample, x.sampling, x.penalty_prompt_tokens,
@@ -173,8 +184,8 @@ typename Inspector::result_type inspect(Inspector& f, block_commit& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_step_request& x) {
-  return f(caf::meta::type_name("cache_step_request"), x.step_index, x.commits, x.releases, x.grows,
-           x.admits, x.probes, x.release_all);
+  return f(caf::meta::type_name("cache_step_request"), x.step_index, x.commits, x.releases,
+           x.running, x.grows, x.admits, x.probes, x.release_all);
 }
 
 template <class Inspector>
@@ -192,8 +203,8 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats_snapshot& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_step_reply& x) {
-  return f(caf::meta::type_name("cache_step_reply"), x.step_index, x.grows, x.admits, x.probes,
-           x.stats, x.error);
+  return f(caf::meta::type_name("cache_step_reply"), x.step_index, x.grows, x.preempted, x.admits,
+           x.probes, x.stats, x.error);
 }
 
 template <class Inspector>
@@ -221,11 +232,21 @@ using sequence_client_actor = caf::typed_actor<
     /// scheduler -> client: rejected (invalid, overloaded) or failed (backend error).
     caf::reacts_to<failed_atom, request_id, error_info>>;
 
+/// A sequence client that serves many sequences and takes their tokens in batches: the
+/// scheduler sends it one `token_batch` per flush for all of its sequences instead of one
+/// `tokens` message per sequence (the engine's request hub is one). `accepted`, `finished`
+/// and `failed` stay per sequence; a sequence's messages keep their order.
+using batch_client_actor = sequence_client_actor::extend<
+    /// scheduler -> batch client: tokens of several of its sequences.
+    caf::reacts_to<tokens_atom, token_batch>>;
+
 /// The scheduler: continuous batching over the cache manager and the worker.
 using scheduler_actor = caf::typed_actor<
     /// client -> scheduler: queue a tokenised sequence (ids must be unique among live ones);
     /// events go to the given client. Invalid or overloaded: `failed` at once.
     caf::reacts_to<submit_atom, sequence_submission, sequence_client_actor>,
+    /// client -> scheduler: the same for a batch client (tokens come in token_batch messages).
+    caf::reacts_to<submit_atom, sequence_submission, batch_client_actor>,
     /// client -> scheduler: cancel; the client gets `finished` with reason "cancelled" once
     /// every block of the sequence is returned. Unknown ids are ignored.
     caf::reacts_to<cancel_atom, request_id>,
@@ -258,6 +279,27 @@ using request_actor = sequence_client_actor::extend<
     caf::reacts_to<cancel_atom>,
     /// request actor -> itself: the deadline passed (the stream ends with "timeout").
     caf::reacts_to<timeout_atom>>;
+
+/// What the engine facade hands its request hub for one request. Local only (it carries the
+/// client's callback): never crosses a network.
+struct hub_request {
+  sequence_submission submission;
+  std::vector<std::string> stop_strings;
+  event_callback on_event;  ///< called from the hub's thread, in order
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+/// The engine's request hub: the client of every request submitted through engine.hpp. It
+/// holds one request_state per request (the client's event stream, detokeniser, stop
+/// strings, deadline, cancel path) and takes the tokens of all of them in one message per
+/// flush, where one actor per request would take one message each.
+using request_hub_actor = batch_client_actor::extend<
+    /// engine -> hub: a new request; the hub submits it to the scheduler.
+    caf::reacts_to<submit_atom, hub_request>,
+    /// engine -> hub: cancel (the stream ends with finished "cancelled"); unknown ids ignored.
+    caf::reacts_to<cancel_atom, request_id>,
+    /// hub -> itself: a request's deadline passed (its stream ends with "timeout").
+    caf::reacts_to<timeout_atom, request_id>>;
 
 // ---- Spawning ----------------------------------------------------------------------------
 
@@ -305,8 +347,21 @@ struct request_actor_config {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
+/// Everything the request hub needs.
+struct request_hub_config {
+  scheduler_actor scheduler;
+  std::shared_ptr<const tokenizer> tok;  ///< may be null: no text
+  std::shared_ptr<observer> obs;         ///< may be null
+};
+
+/// Spawns the engine's request hub (see request_hub_actor). Should the scheduler stop, every
+/// live request (and every later one) ends with an error.
+request_hub_actor spawn_request_hub(caf::actor_system& sys, request_hub_config config);
+
 /// Spawns a request actor that submits `submission` to the scheduler and streams its events.
 request_actor spawn_request_actor(caf::actor_system& sys, sequence_submission submission,
                                   request_actor_config config);
 
 }  // namespace kvserve
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kvserve::hub_request)

@@ -33,7 +33,14 @@ struct scheduler_state {
   worker_actor worker;
   std::shared_ptr<observer> obs;
   std::shared_ptr<stats_board> board;
-  std::unordered_map<request_id, sequence_client_actor> clients;
+  /// A sequence's client; batch clients (index into `batch_clients`) get token_batches.
+  struct client_ref {
+    sequence_client_actor actor;
+    int batch = -1;
+  };
+  std::unordered_map<request_id, client_ref> clients;
+  std::vector<batch_client_actor> batch_clients;
+  std::vector<token_batch> batches;  // per batch client, filled by flush()
   // Step overlap: while the worker runs step N, the cache request of step N+1 is out; its
   // reply waits in `early_reply` until step N's outcome is applied.
   bool alloc_in_flight = false;
@@ -47,7 +54,7 @@ struct scheduler_state {
   // sequence; requests submitted meanwhile go to a fresh policy and are served after that.
   std::uint64_t epoch = 0;  // bumped by each recovery; replies of older epochs are dropped
   bool recovering = false;
-  std::vector<std::pair<request_id, sequence_client_actor>> doomed;
+  std::vector<std::pair<request_id, client_ref>> doomed;
   status doom_error;
   bool cache_lost = false;  // the cache manager actor is gone: nothing can be served
   cache_stats_snapshot cache_stats;
@@ -57,7 +64,9 @@ struct scheduler_state {
   // Token coalescing: deltas of fast steps are merged and sent at most every kFlushInterval
   // (and always before a final event, and when the scheduler goes idle), so a request
   // actor gets one message per interval rather than one per step.
-  std::vector<token_delta> pending_deltas;
+  std::vector<token_output> pending_tokens;  // plain tokens (no logprobs), in step order
+  std::vector<token_delta> pending_deltas;   // tokens with logprobs or prompt logprobs
+  std::vector<sequence_event> step_events;   // scratch for apply_result
   clock::time_point last_flush{};
   clock::time_point last_publish{};
   bool final_sent = false;  // a final event went out since the last publish
@@ -66,11 +75,40 @@ struct scheduler_state {
 
 using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
 
-/// Sends the coalesced token deltas: one message per request, in order.
+/// Hands one sequence's merged delta to its client: into its batch client's token_batch,
+/// or as a message of its own.
+void route(self_ptr self, token_delta&& delta) {
+  auto& st = self->state;
+  auto it = st.clients.find(delta.id);
+  if (it == st.clients.end()) return;
+  if (it->second.batch >= 0) {
+    st.batches[static_cast<std::size_t>(it->second.batch)].deltas.push_back(std::move(delta));
+  } else {
+    self->send(it->second.actor, tokens_atom::value, std::move(delta));
+  }
+}
+
+/// Sends the coalesced token deltas, in order: one token_batch per batch client, one message
+/// per sequence for other clients.
 void flush(self_ptr self) {
   auto& st = self->state;
   st.last_flush = clock::now();
-  if (st.pending_deltas.empty()) return;
+  if (st.pending_tokens.empty() && st.pending_deltas.empty()) return;
+  // A sequence's tokens all take one path (flat when it asked for no logprobs), so the two
+  // lists never hold the same sequence.
+  auto& tokens = st.pending_tokens;
+  std::stable_sort(tokens.begin(), tokens.end(),
+                   [](const token_output& a, const token_output& b) { return a.id < b.id; });
+  for (std::size_t i = 0; i < tokens.size();) {
+    token_delta d;
+    d.id = tokens[i].id;
+    std::size_t j = i;
+    while (j < tokens.size() && tokens[j].id == d.id) ++j;
+    d.tokens.reserve(j - i);
+    for (; i < j; ++i) d.tokens.push_back(tokens[i].token);
+    route(self, std::move(d));
+  }
+  tokens.clear();
   auto& pending = st.pending_deltas;
   std::stable_sort(pending.begin(), pending.end(),
                    [](const token_delta& a, const token_delta& b) { return a.id < b.id; });
@@ -86,11 +124,15 @@ void flush(self_ptr self) {
                                     std::make_move_iterator(d.prompt_logprobs.begin()),
                                     std::make_move_iterator(d.prompt_logprobs.end()));
     }
-    auto it = st.clients.find(merged.id);
-    if (it != st.clients.end()) self->send(it->second, tokens_atom::value, std::move(merged));
+    route(self, std::move(merged));
     i = j;
   }
   pending.clear();
+  for (std::size_t b = 0; b < st.batches.size(); ++b) {
+    if (st.batches[b].deltas.empty()) continue;
+    self->send(st.batch_clients[b], tokens_atom::value, std::move(st.batches[b]));
+    st.batches[b] = token_batch{};
+  }
 }
 
 void maybe_flush(self_ptr self) {
@@ -105,7 +147,7 @@ void deliver(self_ptr self, std::vector<sequence_event>& events) {
     if (it == st.clients.end()) continue;
     switch (e.type) {
       case sequence_event::kind::kAccepted:
-        self->send(it->second, accepted_atom::value, e.id,
+        self->send(it->second.actor, accepted_atom::value, e.id,
                    static_cast<std::int32_t>(e.prompt_tokens),
                    static_cast<std::int32_t>(e.cached_prompt_tokens));
         break;
@@ -115,13 +157,13 @@ void deliver(self_ptr self, std::vector<sequence_event>& events) {
         break;
       case sequence_event::kind::kFinished:
         flush(self);  // its tokens first
-        self->send(it->second, finished_atom::value, e.id, e.finish_reason, e.stop_reason);
+        self->send(it->second.actor, finished_atom::value, e.id, e.finish_reason, e.stop_reason);
         st.clients.erase(it);
         st.final_sent = true;
         break;
       case sequence_event::kind::kError:
         flush(self);
-        self->send(it->second, failed_atom::value, e.id, error_info::from(e.error));
+        self->send(it->second.actor, failed_atom::value, e.id, error_info::from(e.error));
         st.clients.erase(it);
         st.final_sent = true;
         break;
@@ -208,9 +250,9 @@ void fail_everyone(self_ptr self, const status& error) noexcept {
   try {
     flush(self);
     for (auto& [id, client] : st.clients)
-      self->send(client, failed_atom::value, id, error_info::from(error));
+      self->send(client.actor, failed_atom::value, id, error_info::from(error));
     for (auto& [id, client] : st.doomed)
-      self->send(client, failed_atom::value, id, error_info::from(error));
+      self->send(client.actor, failed_atom::value, id, error_info::from(error));
     st.clients.clear();
     st.doomed.clear();
     st.policy = std::make_unique<scheduler_policy>(st.config);
@@ -235,7 +277,7 @@ void continue_recovery(self_ptr self) {
             if (epoch != st.epoch) return continue_recovery(self);
             st.cache_stats = reply.stats;
             for (auto& [id, client] : st.doomed) {
-              self->send(client, failed_atom::value, id, error_info::from(st.doom_error));
+              self->send(client.actor, failed_atom::value, id, error_info::from(st.doom_error));
             }
             st.doomed.clear();
             st.recovering = false;
@@ -258,6 +300,7 @@ void recover(self_ptr self, status error) {
   auto& st = self->state;
   try {
     st.pending_deltas.clear();  // the policy is suspect: these requests fail anyway
+    st.pending_tokens.clear();
     ++st.epoch;
     for (auto& entry : st.clients) st.doomed.push_back(std::move(entry));
     st.clients.clear();
@@ -277,8 +320,14 @@ void on_allocated(self_ptr self, cache_step_reply& reply);
 void on_executed(self_ptr self, worker_outcome& out) {
   auto& st = self->state;
   fault_point(self, "executed");
-  std::vector<sequence_event> events =
-      out.error ? st.policy->apply_result(out.result) : st.policy->fail_step(out.error);
+  std::vector<sequence_event>& events = st.step_events;
+  events.clear();
+  if (out.error) {
+    // Plain tokens go straight to the pending list; finishes are delivered after them.
+    st.policy->apply_result(out.result, st.pending_tokens, events);
+  } else {
+    events = st.policy->fail_step(out.error);
+  }
   st.policy->recycle(std::move(out.plan));
   st.cuda_graph_replays = out.cuda_graph_replays;
   if (out.error && st.obs) {
@@ -387,6 +436,37 @@ void kick(self_ptr self) {
           });
 }
 
+void on_submit(self_ptr self, sequence_submission& sub, scheduler_state::client_ref client) {
+  auto& s = self->state;
+  const request_id id = sub.id;
+  if (s.cache_lost) {
+    self->send(client.actor, failed_atom::value, id,
+               error_info{status_code::kInternal, "the cache manager stopped"});
+    return;
+  }
+  if (s.clients.count(id) != 0) {
+    ++s.num_rejected;
+    self->send(
+        client.actor, failed_atom::value, id,
+        error_info{status_code::kInvalidArgument, "request id " + std::to_string(id) + " is live"});
+    return;
+  }
+  // Registered first, so that a failure below still reaches this client.
+  s.clients[id] = client;
+  guarded(self, [&] {
+    fault_point(self, "submit");
+    status added = s.policy->add(std::move(sub), clock::now());
+    if (!added) {
+      ++s.num_rejected;
+      s.clients.erase(id);
+      self->send(client.actor, failed_atom::value, id, error_info::from(added));
+      return;
+    }
+    ++s.num_accepted;
+    kick(self);
+  });
+}
+
 scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
                                          cache_manager_actor cache, worker_actor worker,
                                          std::shared_ptr<observer> obs,
@@ -400,34 +480,22 @@ scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
   st.board = std::move(board);
   return {
       [self](submit_atom, sequence_submission& sub, sequence_client_actor& client) {
+        on_submit(self, sub, scheduler_state::client_ref{std::move(client), -1});
+      },
+      [self](submit_atom, sequence_submission& sub, batch_client_actor& client) {
         auto& s = self->state;
-        const request_id id = sub.id;
-        if (s.cache_lost) {
-          self->send(client, failed_atom::value, id,
-                     error_info{status_code::kInternal, "the cache manager stopped"});
-          return;
+        int index = -1;
+        for (std::size_t i = 0; i < s.batch_clients.size(); ++i) {
+          if (s.batch_clients[i].address() == client.address()) index = static_cast<int>(i);
         }
-        if (s.clients.count(id) != 0) {
-          ++s.num_rejected;
-          self->send(client, failed_atom::value, id,
-                     error_info{status_code::kInvalidArgument,
-                                "request id " + std::to_string(id) + " is live"});
-          return;
+        if (index < 0) {
+          index = static_cast<int>(s.batch_clients.size());
+          s.batch_clients.push_back(client);
+          s.batches.emplace_back();
         }
-        // Registered first, so that a failure below still reaches this client.
-        s.clients[id] = client;
-        guarded(self, [&] {
-          fault_point(self, "submit");
-          status added = s.policy->add(std::move(sub), clock::now());
-          if (!added) {
-            ++s.num_rejected;
-            s.clients.erase(id);
-            self->send(client, failed_atom::value, id, error_info::from(added));
-            return;
-          }
-          ++s.num_accepted;
-          kick(self);
-        });
+        on_submit(
+            self, sub,
+            scheduler_state::client_ref{caf::actor_cast<sequence_client_actor>(client), index});
       },
       [self](cancel_atom, request_id id) {
         guarded(self, [&] {
