@@ -2,7 +2,8 @@
 // vs cuBLASLt), paged decode attention alone at every block size, whole decode steps of a
 // Llama-3-8B-shaped dummy model (graphs and eager) and a 2,048-token prefill, each with its
 // floor and the ratio. Prints markdown table rows. Needs a CUDA build and a GPU.
-//   cuda_decode_bench [all|copy|matmul|attention|decode|prefill] [block_size]
+//   cuda_decode_bench [all|copy|matmul|attention|decode|prefill] [block_size] [prefill lengths]
+// e.g. `cuda_decode_bench prefill 16 512,2048,8192`.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -226,10 +227,68 @@ void bench_decode(int block_size) {
   }
 }
 
-void bench_prefill(int block_size) {
+// Paged prefill attention alone (one layer, Llama-3-8B heads: 32 query / 8 KV, head dim 128):
+// one fresh prompt of n tokens, items as cuda/step_inputs.cpp builds them, scattered blocks.
+void bench_prefill_attention(int block_size, int n, cudaStream_t s) {
+  const int nh = 32, nkv = 8, hd = 128, group = nh / nkv;
+  const int blocks = (n + block_size - 1) / block_size;
+  const std::size_t elems = static_cast<std::size_t>(blocks) * nkv * block_size * hd;
+  device_buffer<bf16> k, v, out;
+  device_buffer<float> q;
+  device_buffer<std::int32_t> tables, positions;
+  device_buffer<prefill_work_item> items;
+  CHECK_OK(k.allocate(elems));
+  CHECK_OK(v.allocate(elems));
+  CHECK_CUDA(launch_fill_uniform_bf16(k.get(), static_cast<std::int64_t>(elems), 5, 1.0f, s));
+  CHECK_CUDA(launch_fill_uniform_bf16(v.get(), static_cast<std::int64_t>(elems), 6, 1.0f, s));
+  CHECK_OK(q.allocate(std::size_t{1} * n * nh * hd));
+  CHECK_CUDA(launch_fill_f32(q.get(), std::int64_t{n} * nh * hd, 0.05f, s));
+  CHECK_OK(out.allocate(std::size_t{1} * n * nh * hd));
+  std::vector<std::int32_t> t(blocks), pos(n);
+  for (int i = 0; i < blocks; ++i) t[i] = static_cast<std::int32_t>((i * 7919LL) % blocks);
+  for (int i = 0; i < n; ++i) pos[i] = i;
+  std::vector<prefill_work_item> it;
+  const int per_item = std::max(1, kPrefillRowsPerItem / group);
+  for (int j = 0; j < n; j += per_item) it.push_back({0, j, std::min(per_item, n - j), 0, group});
+  CHECK_OK(tables.allocate(blocks));
+  CHECK_OK(positions.allocate(n));
+  CHECK_OK(items.allocate(it.size()));
+  CHECK_CUDA(cudaMemcpy(tables.get(), t.data(), t.size() * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(positions.get(), pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(items.get(), it.data(), it.size() * sizeof(prefill_work_item),
+                        cudaMemcpyHostToDevice));
+  prefill_attention_args a;
+  a.q = q.get();
+  a.kv = {k.get(), v.get(), nkv, block_size, hd};
+  a.block_tables = tables.get();
+  a.positions = positions.get();
+  a.items = items.get();
+  a.num_items = static_cast<int>(it.size());
+  a.num_heads = nh;
+  a.max_blocks_per_seq = blocks;
+  a.scale = 1.0f / std::sqrt(float(hd));
+  a.out = out.get();
+  const double ms = time_ms([&](int) { CHECK_CUDA(launch_prefill_attention(a, s)); }, s, 20);
+  const double flops = 4.0 * nh * hd * (n * (n + 1.0) / 2.0);  // causal QK^T and PV
+  std::printf("| prefill attention, one layer | %d | %d | %.1f | %.0f | %d |\n", block_size, n,
+              ms * 1e3, flops / (ms * 1e-3) / 1e12, kPrefillRowsPerItem);
+}
+
+// A whole prefill step of one n-token prompt through the backend (Llama-3-8B dummy, bf16).
+void bench_prefill_step(int block_size, int n) {
   const model_config c = llama3_8b();
-  auto b = make_8b(block_size, false, 16);
-  const int n = 2048;
+  cuda_backend_config cfg;
+  cfg.block_size = block_size;
+  cfg.max_num_seqs = 16;
+  cfg.max_model_len = std::max(4096, n + 64);
+  cfg.max_num_batched_tokens = std::max(2048, n);
+  cfg.gpu_memory_utilization = 0.90;
+  auto made = make_cuda_backend_dummy(cfg, c, 1);
+  if (!made) {
+    std::fprintf(stderr, "backend: %s\n", made.error().message().c_str());
+    std::exit(1);
+  }
+  auto b = std::move(*made);
   step_plan p;
   sequence_step q;
   q.tokens.resize(n);
@@ -252,10 +311,20 @@ void bench_prefill(int block_size) {
                        2.0 * c.vocab_size * c.hidden_size +  // LM head on the last token only
                        c.num_layers * 2.0 * 2.0 * c.num_heads * c.head_dim * (n * (n + 1) / 2.0);
   const double floor_ms = flops / g_gemm_rate * 1e3;
+  std::printf("| prefill step | %d | %d | %.2f | %.2f | %.0f%% | %.2fx |\n", block_size, n, ms,
+              floor_ms, 100.0 * floor_ms / ms, ms / floor_ms);
+}
+
+// `prefill [block_size] [n,n,...]`: the attention kernel alone, then whole steps (default 2048).
+void bench_prefill(int block_size, const std::vector<int>& lengths, cudaStream_t s) {
   std::printf(
-      "\n| prefill 2048 tokens, block %d | ms | GEMM floor ms | floor/time |\n|---|---|---|---|\n| "
-      "prefill | %.2f | %.2f | %.0f%% |\n",
-      block_size, ms, floor_ms, 100.0 * floor_ms / ms);
+      "\n| prefill attention, Llama-3-8B heads | block | tokens | us | TFLOP/s | rows/item "
+      "|\n|---|---|---|---|---|---|\n");
+  for (int n : lengths) bench_prefill_attention(block_size, n, s);
+  std::printf(
+      "\n| prefill, Llama-3-8B dummy bf16 | block | tokens | ms | GEMM floor ms | floor/time | "
+      "time/floor |\n|---|---|---|---|---|---|---|\n");
+  for (int n : lengths) bench_prefill_step(block_size, n);
 }
 
 }  // namespace
@@ -264,6 +333,14 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep partial results if the run is cut short
   const std::string what = argc > 1 ? argv[1] : "all";
   const int block_size = argc > 2 ? std::atoi(argv[2]) : 16;
+  std::vector<int> prefill_lengths;  // prefill mode: comma-separated prompt lengths
+  for (const char* p = argc > 3 ? argv[3] : "2048"; *p;) {
+    char* end = nullptr;
+    const long n = std::strtol(p, &end, 10);
+    if (end == p) break;
+    if (n > 0) prefill_lengths.push_back(static_cast<int>(n));
+    p = *end == ',' ? end + 1 : end;
+  }
   if (!cuda_device_available()) {
     std::puts("cuda_decode_bench: no CUDA device");
     return 0;
@@ -276,7 +353,7 @@ int main(int argc, char** argv) {
   if (what == "all" || what == "matmul") bench_matmul(stream.get());
   if (what == "all" || what == "attention") bench_attention(stream.get());
   if (what == "all" || what == "decode") bench_decode(block_size);
-  if (what == "all" || what == "prefill") bench_prefill(block_size);
+  if (what == "all" || what == "prefill") bench_prefill(block_size, prefill_lengths, stream.get());
   return 0;
 }
 #endif

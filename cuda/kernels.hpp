@@ -137,7 +137,9 @@ int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int h
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 
 /// A prefill work item: a run of query tokens of one sequence times a range of the query heads
-/// that share one KV head (token_count * head_count <= kPrefillRowsPerItem).
+/// that share one KV head (token_count * head_count <= kPrefillRowsPerItem); row r of an item
+/// is token token_begin + r / head_count, head head_begin + r % head_count of the group. One
+/// thread block (4 warps of 16 rows, tensor cores) computes one item for one KV head.
 struct prefill_work_item {
   std::int32_t seq = 0;          // row of block_tables
   std::int32_t token_begin = 0;  // first query token (row of q / out)
@@ -145,7 +147,7 @@ struct prefill_work_item {
   std::int32_t head_begin = 0;  // first query head within the KV head's group
   std::int32_t head_count = 0;
 };
-inline constexpr int kPrefillRowsPerItem = 16;
+inline constexpr int kPrefillRowsPerItem = 64;
 
 /// Prefill (and mixed steps): each query token at positions[t] attends causally over the cached
 /// positions [0, positions[t]] of its sequence: prefix blocks plus the chunk just appended.

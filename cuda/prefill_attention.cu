@@ -1,23 +1,35 @@
-// Launcher of paged prefill attention: head dims 64 and 128; bf16, FP8 E4M3 and INT8 pools.
+// Launcher of paged prefill attention (tensor cores): head dims 64 and 128; bf16, FP8 E4M3
+// and INT8 pools.
 #include "cuda/kernels.hpp"
 #include "cuda/prefill_attention.cuh"
 
 namespace kvserve::cuda {
 namespace {
+template <int HD, kv_storage S>
+cudaError_t launch_hd(const prefill_attention_args& a, cudaStream_t stream) {
+  constexpr std::size_t smem = prefill_smem_bytes<HD>(S != kv_storage::kBf16);
+  // More than 48 KB of dynamic shared memory needs the opt-in (cheap; set on every launch so
+  // that every device of the process gets it).
+  if (const cudaError_t e =
+          cudaFuncSetAttribute(prefill_attention_kernel<HD, S>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      e != cudaSuccess)
+    return e;
+  const dim3 grid(a.num_items, a.kv.num_kv_heads);
+  prefill_attention_kernel<HD, S><<<grid, kPrefillWarps * 32, smem, stream>>>(a);
+  return cudaGetLastError();
+}
+
 template <kv_storage S>
 cudaError_t launch(const prefill_attention_args& a, cudaStream_t stream) {
-  const dim3 grid(a.num_items, a.kv.num_kv_heads);
   switch (a.kv.head_dim) {
     case 64:
-      prefill_attention_kernel<64, S><<<grid, kPrefillWarps * 32, 0, stream>>>(a);
-      break;
+      return launch_hd<64, S>(a, stream);
     case 128:
-      prefill_attention_kernel<128, S><<<grid, kPrefillWarps * 32, 0, stream>>>(a);
-      break;
+      return launch_hd<128, S>(a, stream);
     default:
       return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 }  // namespace
 

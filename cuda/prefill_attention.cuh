@@ -1,194 +1,273 @@
 #pragma once
-/// Paged prefill attention (CUDA cores): causal over the cached prefix plus the new chunk.
+/// Paged prefill attention on tensor cores (mma.sync m16n8k16 bf16 -> fp32), flash-attention
+/// style: causal over the cached prefix plus the new chunk.
 ///
-/// Grid (num_items, num_kv_heads), 4 warps. A work item is up to 16 (token, query head) rows of
-/// one sequence that share one KV head; each warp owns 4 rows. K/V tiles of 32 tokens are
-/// gathered from the paged pools into shared memory once per block and read by all 16 rows.
-/// Scores: lane j computes the score of key j0 + j for the warp's rows; the P.V product then
-/// has each lane own dimensions lane + 32 c.
+/// Grid (num_items, num_kv_heads), 4 warps; the items run heaviest (last) first. A work item is
+/// up to 64 (token, query head) rows of one sequence that share one KV head; warp w owns rows
+/// 16 w .. 16 w + 15 and keeps their Q (scaled by scale * log2 e, rounded to bf16) as MMA A
+/// fragments in registers. K/V tiles of 64 tokens are gathered through the block table (any
+/// block size 2..64: each token's head row is contiguous) into shared memory, double-buffered
+/// with cp.async, rows padded by 16 bytes so that ldmatrix reads are conflict-free. Per tile a
+/// warp computes S = Q K^T (fp32), masks keys beyond each row's position, updates the online
+/// softmax in fp32 (exp2), rounds P to bf16 and accumulates O += P V in fp32. Warps whose
+/// rows are all padding, or all before the tile, only help to load.
 ///
-/// 8-bit pools: the tile loader decodes the codes and multiplies by the token's scale, as
-/// model/kv_quantize.hpp's dequantize_head does, into fp32 tiles (bf16 pools keep bf16 tiles).
+/// 8-bit pools: the codes are converted to bf16 exactly (E4M3 and INT8 values are bf16
+/// values), so dequantization is exact: the per-token K scale multiplies the fp32 scores and
+/// the per-token V scale multiplies P before its rounding. Those tiles load synchronously.
+///
+/// Error against exact arithmetic: Q and P are rounded to bf16 (relative 2^-9 each; the
+/// softmax sum uses the unrounded P), so the output moves by up to about 2^-9 (mean over keys
+/// of p |v|) plus the score errors' share; tests/cuda/paged_attention_test.cpp bounds both.
+/// For 8-bit pools that is far below the quantization error of the codes themselves.
 
 #include <cuda_bf16.h>
 
+#include <climits>
+#include <cstddef>
 #include <cstdint>
 
-#include "cuda/device_math.cuh"
 #include "cuda/kernels.hpp"
 #include "cuda/kv_quant.cuh"
+#include "cuda/mma.cuh"
 
 namespace kvserve::cuda {
 
-inline constexpr int kPrefillWarps = 4;
-inline constexpr int kPrefillTile = 32;
+inline constexpr int kPrefillWarps = kPrefillRowsPerItem / 16;
+inline constexpr int kPrefillKeys = 64;  // keys per K/V tile
 
-/// Tile element types: bf16 pools keep bf16 tiles, 8-bit pools fp32 (dequantized) ones.
-template <kv_storage S>
-struct prefill_tile_types {
-  using pair = float2;
-  using elem = float;
-};
-template <>
-struct prefill_tile_types<kv_storage::kBf16> {
-  using pair = __nv_bfloat162;
-  using elem = __nv_bfloat16;
-};
-
-__device__ __forceinline__ float2 to_float2(__nv_bfloat162 x) { return __bfloat1622float2(x); }
-__device__ __forceinline__ float2 to_float2(float2 x) { return x; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(float x) { return x; }
+/// Dynamic shared memory of the kernel: two stages of K and V tiles (rows of HD + 8 bf16) and,
+/// for 8-bit pools, two stages of K and V scales.
+template <int HD>
+constexpr std::size_t prefill_smem_bytes(bool eight_bit) {
+  return std::size_t{2} * 2 * kPrefillKeys * (HD + 8) * sizeof(bf16) +
+         (eight_bit ? std::size_t{2} * 2 * kPrefillKeys * sizeof(float) : 0);
+}
 
 template <int HD, kv_storage S = kv_storage::kBf16>
 __global__ void __launch_bounds__(kPrefillWarps * 32)
     prefill_attention_kernel(prefill_attention_args a) {
-  constexpr int NW = kPrefillWarps, RPW = kPrefillRowsPerItem / NW, TILE = kPrefillTile;
-  constexpr int VEC = HD / 32;
-  constexpr int KW = HD / 2 + 1;  // padded row of K in pairs: conflict-free column reads
-  using pair_t = typename prefill_tile_types<S>::pair;
-  using elem_t = typename prefill_tile_types<S>::elem;
-  __shared__ float sq[kPrefillRowsPerItem][HD];
-  __shared__ pair_t sk[TILE][KW];
-  __shared__ __align__(16) elem_t sv[TILE][HD];
+  constexpr int BN = kPrefillKeys, LD = HD + 8, KSTEPS = HD / 16, NT = BN / 8, DT = HD / 8;
+  constexpr int CHUNKS = HD / 8;  // 16-byte chunks of bf16 per token row
+  constexpr bool kEightBit = S != kv_storage::kBf16;
+  extern __shared__ __align__(16) unsigned char prefill_smem[];
+  bf16* const sk = reinterpret_cast<bf16*>(prefill_smem);                          // [2][BN][LD]
+  bf16* const sv = sk + 2 * BN * LD;                                               // [2][BN][LD]
+  [[maybe_unused]] float* const sks = reinterpret_cast<float*>(sv + 2 * BN * LD);  // [2][BN]
+  [[maybe_unused]] float* const svs = sks + 2 * BN;                                // [2][BN]
 
-  const prefill_work_item item = a.items[blockIdx.x];
+  const prefill_work_item item = a.items[gridDim.x - 1 - blockIdx.x];
   const int kvh = blockIdx.y;
   const int nkv = a.kv.num_kv_heads;
   const int group = a.num_heads / nkv;
   const int rows = item.token_count * item.head_count;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t4 = lane & 3;
   const int bs = a.kv.block_size;
   const int shift = __ffs(bs) - 1;
   const float qscale = a.scale * 1.4426950408889634f;
 
-  for (int idx = threadIdx.x; idx < kPrefillRowsPerItem * HD; idx += blockDim.x) {
-    const int r = idx / HD, d = idx % HD;
-    float v = 0.0f;
+  // Keys the item needs: up to its last position.
+  int kmax = 0;
+  for (int t = lane; t < item.token_count; t += 32)
+    kmax = max(kmax, a.positions[item.token_begin + t] + 1);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) kmax = max(kmax, __shfl_xor_sync(0xffffffffu, kmax, o));
+
+  // This thread's two rows (g and g + 8 of the warp's 16): position (-1: padding) and offset.
+  int pos[2];
+  std::int64_t row_off[2];
+#pragma unroll
+  for (int h2 = 0; h2 < 2; ++h2) {
+    const int r = warp * 16 + g + 8 * h2;
+    pos[h2] = -1;
+    row_off[h2] = -1;
     if (r < rows) {
       const int t = item.token_begin + r / item.head_count;
       const int h = kvh * group + item.head_begin + r % item.head_count;
-      v = a.q[(static_cast<std::int64_t>(t) * a.num_heads + h) * HD + d] * qscale;
+      pos[h2] = a.positions[t];
+      row_off[h2] = (static_cast<std::int64_t>(t) * a.num_heads + h) * HD;
     }
-    sq[r][d] = v;
   }
-  int pos[RPW];
-  int kmax = 0;
+  int wmax = max(pos[0], pos[1]);
+  int wmin = min(pos[0] < 0 ? INT_MAX : pos[0], pos[1] < 0 ? INT_MAX : pos[1]);
 #pragma unroll
-  for (int i = 0; i < RPW; ++i) {
-    const int r = warp * RPW + i;
-    pos[i] = r < rows ? a.positions[item.token_begin + r / item.head_count] : -1;
+  for (int o = 16; o > 0; o >>= 1) {
+    wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+    wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
   }
-  for (int t = 0; t < item.token_count; ++t)
-    kmax = max(kmax, a.positions[item.token_begin + t] + 1);
 
-  float m[RPW], l[RPW], acc[RPW][VEC];
+  // Q fragments: a[kk] covers dims 16 kk .. 16 kk + 15.
+  std::uint32_t qf[KSTEPS][4];
 #pragma unroll
-  for (int i = 0; i < RPW; ++i) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
+  for (int kk = 0; kk < KSTEPS; ++kk)
 #pragma unroll
-    for (int c = 0; c < VEC; ++c) acc[i][c] = 0.0f;
-  }
+    for (int i = 0; i < 4; ++i) {
+      const int h2 = i & 1, col = kk * 16 + (i >> 1) * 8 + 2 * t4;
+      float2 v = make_float2(0.0f, 0.0f);
+      if (row_off[h2] >= 0) v = *reinterpret_cast<const float2*>(a.q + row_off[h2] + col);
+      qf[kk][i] = pack_bf16x2(v.x * qscale, v.y * qscale);
+    }
+
+  float acc[DT][4];
+#pragma unroll
+  for (int d = 0; d < DT; ++d)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[d][i] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
   const std::int32_t* bt =
       a.block_tables + static_cast<std::int64_t>(item.seq) * a.max_blocks_per_seq;
-  [[maybe_unused]] const std::int64_t head_stride = static_cast<std::int64_t>(bs) * HD;
-  for (int j0 = 0; j0 < kmax; j0 += TILE) {
-    __syncthreads();  // the previous tile is consumed (and sq is written on the first pass)
-    for (int idx = threadIdx.x; idx < TILE * (HD / 4); idx += blockDim.x) {
-      const int j = idx / (HD / 4), c = idx % (HD / 4);
+  const std::int64_t kv_head_base = static_cast<std::int64_t>(kvh) * bs;
+
+  // Gathers keys j0 .. j0 + BN - 1 into stage st (zeros beyond kmax).
+  auto load_tile = [&](int j0, int st) {
+    bf16* const dk = sk + st * BN * LD;
+    bf16* const dv = sv + st * BN * LD;
+    for (int idx = threadIdx.x; idx < BN * CHUNKS; idx += kPrefillWarps * 32) {
+      const int j = idx / CHUNKS, c = idx % CHUNKS;
       const int tok = j0 + j;
-      if constexpr (S == kv_storage::kBf16) {
-        uint2 kraw = make_uint2(0, 0), vraw = make_uint2(0, 0);
-        if (tok < kmax) {
-          const std::int64_t phys = bt[tok >> shift];
-          const std::int64_t base =
-              (phys * nkv + kvh) * head_stride + (tok & (bs - 1)) * HD + c * 4;
-          kraw = *reinterpret_cast<const uint2*>(static_cast<const bf16*>(a.kv.k) + base);
-          vraw = *reinterpret_cast<const uint2*>(static_cast<const bf16*>(a.kv.v) + base);
-        }
-        sk[j][c * 2] = *reinterpret_cast<const __nv_bfloat162*>(&kraw.x);
-        sk[j][c * 2 + 1] = *reinterpret_cast<const __nv_bfloat162*>(&kraw.y);
-        *reinterpret_cast<uint2*>(&sv[j][c * 4]) = vraw;
+      const bool ok = tok < kmax;
+      const std::int64_t row = ok ? (static_cast<std::int64_t>(bt[tok >> shift]) * nkv * bs +
+                                     kv_head_base + (tok & (bs - 1)))
+                                  : 0;
+      if constexpr (!kEightBit) {
+        const std::int64_t off = row * HD + c * 8;
+        cp_async_16(dk + j * LD + c * 8, static_cast<const bf16*>(a.kv.k) + off, ok ? 16 : 0);
+        cp_async_16(dv + j * LD + c * 8, static_cast<const bf16*>(a.kv.v) + off, ok ? 16 : 0);
       } else {
-        float kf[4] = {0.0f, 0.0f, 0.0f, 0.0f}, vf[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (tok < kmax) {
-          const std::int64_t phys = bt[tok >> shift];
-          const std::int64_t row = (phys * nkv + kvh) * bs + (tok & (bs - 1));
-          const std::int64_t base = row * HD + c * 4;
-          kv_decode4<S>(*reinterpret_cast<const std::uint32_t*>(
-                            static_cast<const std::uint8_t*>(a.kv.k) + base),
-                        kf);
-          kv_decode4<S>(*reinterpret_cast<const std::uint32_t*>(
-                            static_cast<const std::uint8_t*>(a.kv.v) + base),
-                        vf);
-          const float ks = a.kv.k_scale[row], vs = a.kv.v_scale[row];
+        uint4 kb = make_uint4(0, 0, 0, 0), vb = make_uint4(0, 0, 0, 0);
+        if (ok) {
+          const std::int64_t off = row * HD + c * 8;
+          const uint2 kc =
+              *reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(a.kv.k) + off);
+          const uint2 vc =
+              *reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(a.kv.v) + off);
+          float f[8];
+          kv_decode4<S>(kc.x, f);
+          kv_decode4<S>(kc.y, f + 4);
+          kb = make_uint4(pack_bf16x2(f[0], f[1]), pack_bf16x2(f[2], f[3]), pack_bf16x2(f[4], f[5]),
+                          pack_bf16x2(f[6], f[7]));
+          kv_decode4<S>(vc.x, f);
+          kv_decode4<S>(vc.y, f + 4);
+          vb = make_uint4(pack_bf16x2(f[0], f[1]), pack_bf16x2(f[2], f[3]), pack_bf16x2(f[4], f[5]),
+                          pack_bf16x2(f[6], f[7]));
+        }
+        *reinterpret_cast<uint4*>(dk + j * LD + c * 8) = kb;
+        *reinterpret_cast<uint4*>(dv + j * LD + c * 8) = vb;
+        if (c == 0) {
+          sks[st * BN + j] = ok ? a.kv.k_scale[row] : 0.0f;
+          svs[st * BN + j] = ok ? a.kv.v_scale[row] : 0.0f;
+        }
+      }
+    }
+  };
+
+  const bool warp_busy = wmax >= 0;
+  const int ntiles = (kmax + BN - 1) / BN;
+  load_tile(0, 0);
+  cp_async_commit();
+  for (int it = 0; it < ntiles; ++it) {
+    const int st = it & 1, j0 = it * BN;
+    if (it + 1 < ntiles) load_tile(j0 + BN, st ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile's copies have landed
+    __syncthreads();
+    if (warp_busy && j0 <= wmax) {
+      const bf16* const tk = sk + st * BN * LD;
+      const bf16* const tv = sv + st * BN * LD;
+      float s[NT][4];
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            kf[i] *= ks;
-            vf[i] *= vs;
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) s[n][i] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < KSTEPS; ++kk)
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          std::uint32_t b[4];
+          ldmatrix_x4(b, tk + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
+                             ((lane >> 3) & 1) * 8);
+          mma_bf16_16816(s[2 * np], qf[kk], b[0], b[1]);
+          mma_bf16_16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+        }
+      if constexpr (kEightBit) {
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) s[n][i] *= sks[st * BN + n * 8 + 2 * t4 + (i & 1)];
+      }
+      if (j0 + BN - 1 > wmin) {  // some key of the tile lies beyond some row's position
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            if (j0 + n * 8 + 2 * t4 + (i & 1) > pos[i >> 1]) s[n][i] = -INFINITY;
+      }
+      // Online softmax per row (the quad of lanes 4g .. 4g + 3 shares rows g and g + 8).
+      float mu[2];
+#pragma unroll
+      for (int h2 = 0; h2 < 2; ++h2) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * h2], s[n][2 * h2 + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mn = fmaxf(m[h2], mx);
+        mu[h2] = mn == -INFINITY ? 0.0f : mn;  // a row with no key yet: keep zeros
+        const float corr = exp2f(m[h2] - mu[h2]);
+        m[h2] = mn;
+        l[h2] *= corr;
+#pragma unroll
+        for (int d = 0; d < DT; ++d) {
+          acc[d][2 * h2] *= corr;
+          acc[d][2 * h2 + 1] *= corr;
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float p = exp2f(s[n][i] - mu[i >> 1]);
+          l[i >> 1] += p;
+          if constexpr (kEightBit) {
+            s[n][i] = p * svs[st * BN + n * 8 + 2 * t4 + (i & 1)];
+          } else {
+            s[n][i] = p;
           }
         }
-        sk[j][c * 2] = make_float2(kf[0], kf[1]);
-        sk[j][c * 2 + 1] = make_float2(kf[2], kf[3]);
-        *reinterpret_cast<float4*>(&sv[j][c * 4]) = make_float4(vf[0], vf[1], vf[2], vf[3]);
+        // O += P V, 16 keys per step; P's accumulator layout is the A fragment layout.
+#pragma unroll
+      for (int kj = 0; kj < BN / 16; ++kj) {
+        const std::uint32_t pa[4] = {pack_bf16x2(s[2 * kj][0], s[2 * kj][1]),
+                                     pack_bf16x2(s[2 * kj][2], s[2 * kj][3]),
+                                     pack_bf16x2(s[2 * kj + 1][0], s[2 * kj + 1][1]),
+                                     pack_bf16x2(s[2 * kj + 1][2], s[2 * kj + 1][3])};
+#pragma unroll
+        for (int dp = 0; dp < DT / 2; ++dp) {
+          std::uint32_t b[4];
+          ldmatrix_x4_trans(b, tv + (kj * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + dp * 16 +
+                                   (lane >> 4) * 8);
+          mma_bf16_16816(acc[2 * dp], pa, b[0], b[1]);
+          mma_bf16_16816(acc[2 * dp + 1], pa, b[2], b[3]);
+        }
       }
     }
-    __syncthreads();
-
-    float s[RPW];
-#pragma unroll
-    for (int i = 0; i < RPW; ++i) s[i] = 0.0f;
-#pragma unroll 8
-    for (int d2 = 0; d2 < HD / 2; ++d2) {
-      const float2 k = to_float2(sk[lane][d2]);
-#pragma unroll
-      for (int i = 0; i < RPW; ++i) {
-        const float2 qv = *reinterpret_cast<const float2*>(&sq[warp * RPW + i][2 * d2]);
-        s[i] += qv.x * k.x + qv.y * k.y;
-      }
-    }
-    const int key = j0 + lane;
-    float p[RPW];
-#pragma unroll
-    for (int i = 0; i < RPW; ++i) {
-      p[i] = 0.0f;
-      const float si = key <= pos[i] ? s[i] : -INFINITY;
-      const float tile_max = warp_max(si);
-      if (tile_max == -INFINITY) continue;  // uniform over the warp
-      const float mn = fmaxf(m[i], tile_max);
-      const float corr = exp2f(m[i] - mn);
-      p[i] = exp2f(si - mn);
-      l[i] = l[i] * corr + warp_sum(p[i]);
-#pragma unroll
-      for (int c = 0; c < VEC; ++c) acc[i][c] *= corr;
-      m[i] = mn;
-    }
-#pragma unroll 4
-    for (int jj = 0; jj < TILE; ++jj) {
-      float v[VEC];
-#pragma unroll
-      for (int c = 0; c < VEC; ++c) v[c] = to_float(sv[jj][lane + 32 * c]);
-#pragma unroll
-      for (int i = 0; i < RPW; ++i) {
-        const float pj = __shfl_sync(0xffffffffu, p[i], jj);
-#pragma unroll
-        for (int c = 0; c < VEC; ++c) acc[i][c] += pj * v[c];
-      }
-    }
+    __syncthreads();  // stage st is consumed before the next iteration refills it
   }
 
 #pragma unroll
-  for (int i = 0; i < RPW; ++i) {
-    const int r = warp * RPW + i;
-    if (r >= rows) continue;
-    const int t = item.token_begin + r / item.head_count;
-    const int h = kvh * group + item.head_begin + r % item.head_count;
-    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-    __nv_bfloat16* o = a.out + (static_cast<std::int64_t>(t) * a.num_heads + h) * HD;
+  for (int h2 = 0; h2 < 2; ++h2) {
+    float sum = l[h2];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    if (row_off[h2] < 0) continue;
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    bf16* const o = a.out + row_off[h2];
 #pragma unroll
-    for (int c = 0; c < VEC; ++c) o[lane + 32 * c] = __float2bfloat16(acc[i][c] * inv);
+    for (int d = 0; d < DT; ++d)
+      *reinterpret_cast<__nv_bfloat162*>(o + d * 8 + 2 * t4) =
+          __floats2bfloat162_rn(acc[d][2 * h2] * inv, acc[d][2 * h2 + 1] * inv);
   }
 }
 

@@ -188,65 +188,128 @@ INSTANTIATE_TEST_SUITE_P(EightBit, CudaDecodeAttention,
 
 class CudaPrefillAttention : public ::testing::TestWithParam<attention_param> {};
 
+// The float64 reference of one prefill row and, per dimension, the tolerance for the tensor-core
+// kernel: 4e-3 + 8e-3 |ref| as for the other kernels, plus a bound of the two bf16 roundings its
+// MMAs need (u = 2^-8, twice bf16's unit roundoff). P rounded before P V (relative u per
+// element; the softmax sum uses the unrounded P) moves the output by at most u sum_j p_j |v_j|;
+// Q rounded before Q K^T moves score j by at most e_j = u scale sum_d |q_d k_jd|, hence the
+// output by at most sum_j p_j e_j |v_j - out| (p normalised). The bound grows with |v| and |k|:
+// the 8-bit grid's rows of magnitude up to 10 need it (errors up to 6.6x the plain tolerance in
+// a float emulation of the kernel's arithmetic, at most 0.38x of this one); the bf16 grid stays
+// within the plain tolerance. A wrong mask, scale or tile still misses by O(|v|).
+struct prefill_expectation {
+  std::vector<double> out, tol;
+};
+prefill_expectation prefill_reference(const paged_world& w, const float* q, int seq, int head,
+                                      int ctx, double scale) {
+  const int hd = w.head_dim;
+  const int kvh = head / (w.num_heads / w.num_kv_heads);
+  const double u = 0x1p-8;
+  prefill_expectation r{w.reference(q, seq, head, ctx, scale), std::vector<double>(hd, 0.0)};
+  std::vector<double> s(ctx), e(ctx);
+  double mx = -1e300;
+  for (int t = 0; t < ctx; ++t) {
+    double dot = 0, mag = 0;
+    for (int d = 0; d < hd; ++d) {
+      const double k = w.k[w.index(seq, t, kvh, d)];
+      dot += q[d] * k;
+      mag += std::abs(q[d] * k);
+    }
+    s[t] = dot * scale;
+    e[t] = u * scale * mag;
+    mx = std::max(mx, s[t]);
+  }
+  double sum = 0;
+  for (int t = 0; t < ctx; ++t) sum += (s[t] = std::exp(s[t] - mx));
+  for (int d = 0; d < hd; ++d) {
+    double bound = 0;
+    for (int t = 0; t < ctx; ++t) {
+      const double v = w.v[w.index(seq, t, kvh, d)];
+      bound += s[t] / sum * (u * std::abs(v) + e[t] * std::abs(v - r.out[d]));
+    }
+    r.tol[d] = 4e-3 + 8e-3 * std::abs(r.out[d]) + bound;
+  }
+  return r;
+}
+
+// Work items as cuda/step_inputs.cpp builds them, with at most `rows_per_item` rows each.
+std::vector<prefill_work_item> make_items(const std::vector<std::pair<int, int>>& seqs, int group,
+                                          int rows_per_item) {
+  std::vector<prefill_work_item> items;
+  int first = 0;
+  for (int i = 0; i < static_cast<int>(seqs.size()); ++i) {
+    const int n = seqs[i].second;
+    if (group >= rows_per_item) {
+      for (int j = 0; j < n; ++j)
+        for (int h = 0; h < group; h += rows_per_item)
+          items.push_back({i, first + j, 1, h, std::min(rows_per_item, group - h)});
+    } else {
+      const int per = rows_per_item / group;
+      for (int j = 0; j < n; j += per)
+        items.push_back({i, first + j, std::min(per, n - j), 0, group});
+    }
+    first += n;
+  }
+  return items;
+}
+
 TEST_P(CudaPrefillAttention, CausalOverCachedPrefixAndChunk) {
   KVSERVE_SKIP_WITHOUT_GPU();
   const auto [bs, hd, group, dtype] = GetParam();
   std::mt19937 rng(bs * 3000 + hd * 10 + group + 7 * static_cast<int>(dtype));
-  // (cached prefix, new chunk) per sequence: a fresh prompt, a prefix hit, a one-token chunk.
-  const std::vector<std::pair<int, int>> seqs = {{0, 37}, {2 * bs, 21}, {150, 1}, {5, 70}};
+  // (cached prefix, new chunk) per sequence: a fresh prompt, a prefix hit, a one-token chunk, a
+  // chunk after a prefix that spans several key tiles.
+  const std::vector<std::pair<int, int>> seqs = {
+      {0, 37}, {2 * bs, 21}, {150, 1}, {5, 70}, {190, 75}};
   std::vector<int> lens;
   for (auto [p, n] : seqs) lens.push_back(p + n);
   paged_world w(bs, hd, 2, group, lens, rng, dtype);
   const int H = w.num_heads;
   std::vector<std::int32_t> positions;
-  std::vector<prefill_work_item> items;
   std::vector<int> seq_of;
-  for (int i = 0; i < static_cast<int>(seqs.size()); ++i) {
-    const auto [p, n] = seqs[i];
-    const int first = static_cast<int>(positions.size());
-    for (int j = 0; j < n; ++j) {
-      positions.push_back(p + j);
+  for (int i = 0; i < static_cast<int>(seqs.size()); ++i)
+    for (int j = 0; j < seqs[i].second; ++j) {
+      positions.push_back(seqs[i].first + j);
       seq_of.push_back(i);
     }
-    if (group >= kPrefillRowsPerItem) {
-      for (int j = 0; j < n; ++j)
-        for (int h = 0; h < group; h += kPrefillRowsPerItem)
-          items.push_back({i, first + j, 1, h, std::min(kPrefillRowsPerItem, group - h)});
-    } else {
-      const int per = kPrefillRowsPerItem / group;
-      for (int j = 0; j < n; j += per)
-        items.push_back({i, first + j, std::min(per, n - j), 0, group});
-    }
-  }
   const int T = static_cast<int>(positions.size());
   auto q = random_floats(T * H * hd, rng, -2, 2);
   auto d_q = upload(q);
   auto d_pos = upload(positions);
-  auto d_items = upload(items);
-  device_buffer<bf16> d_out;
-  ASSERT_TRUE(d_out.allocate(T * H * hd).is_ok());
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  prefill_attention_args a;
-  a.q = d_q.get();
-  a.kv = w.view();
-  a.block_tables = w.d_tables.get();
-  a.positions = d_pos.get();
-  a.items = d_items.get();
-  a.num_items = static_cast<int>(items.size());
-  a.num_heads = H;
-  a.max_blocks_per_seq = w.width;
-  a.scale = static_cast<float>(scale);
-  a.out = d_out.get();
-  KVSERVE_ASSERT_CUDA(launch_prefill_attention(a, nullptr));
-  auto out = download(d_out, T * H * hd);
+  std::vector<prefill_expectation> refs(T * H);
   for (int t = 0; t < T; ++t)
-    for (int h = 0; h < H; ++h) {
-      auto ref = w.reference(q.data() + (t * H + h) * hd, seq_of[t], h, positions[t] + 1, scale);
-      for (int d = 0; d < hd; ++d)
-        ASSERT_NEAR(__bfloat162float(out[(t * H + h) * hd + d]), ref[d],
-                    4e-3 + 8e-3 * std::abs(ref[d]))
-            << "token " << t << " head " << h << " dim " << d;
-    }
+    for (int h = 0; h < H; ++h)
+      refs[t * H + h] =
+          prefill_reference(w, q.data() + (t * H + h) * hd, seq_of[t], h, positions[t] + 1, scale);
+  // Full items as the backend builds them, and small ones (partly empty warps, a head range
+  // that starts inside the group).
+  for (int rows_per_item : {kPrefillRowsPerItem, 5}) {
+    const auto items = make_items(seqs, group, rows_per_item);
+    auto d_items = upload(items);
+    device_buffer<bf16> d_out;
+    ASSERT_TRUE(d_out.allocate(T * H * hd).is_ok());
+    prefill_attention_args a;
+    a.q = d_q.get();
+    a.kv = w.view();
+    a.block_tables = w.d_tables.get();
+    a.positions = d_pos.get();
+    a.items = d_items.get();
+    a.num_items = static_cast<int>(items.size());
+    a.num_heads = H;
+    a.max_blocks_per_seq = w.width;
+    a.scale = static_cast<float>(scale);
+    a.out = d_out.get();
+    KVSERVE_ASSERT_CUDA(launch_prefill_attention(a, nullptr));
+    auto out = download(d_out, T * H * hd);
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H; ++h) {
+        const auto& ref = refs[t * H + h];
+        for (int d = 0; d < hd; ++d)
+          ASSERT_NEAR(__bfloat162float(out[(t * H + h) * hd + d]), ref.out[d], ref.tol[d])
+              << "token " << t << " head " << h << " dim " << d << " rows/item " << rows_per_item;
+      }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllShapes, CudaPrefillAttention,
