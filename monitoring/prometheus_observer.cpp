@@ -84,6 +84,18 @@ struct prometheus_observer::impl {
                                              .Name("kvserve_generation_tokens_total")
                                              .Help("Tokens generated.")
                                              .Register(*registry);
+  // Per request, counted once when it ends (vLLM's `prompt_tokens` definition): a preempted
+  // request's recompute and its repeated prefix lookup do not count twice here.
+  Family<Counter>& request_prompt_tokens_f =
+      prometheus::BuildCounter()
+          .Name("kvserve_request_prompt_tokens_total")
+          .Help("Prompt tokens of the requests that ended, each request's prompt once.")
+          .Register(*registry);
+  Family<Counter>& request_cached_tokens_f =
+      prometheus::BuildCounter()
+          .Name("kvserve_request_cached_prompt_tokens_total")
+          .Help("Cached prompt tokens of the requests that ended (their usage, first admission).")
+          .Register(*registry);
   Family<Counter>& finished_f = prometheus::BuildCounter()
                                     .Name("kvserve_requests_finished_total")
                                     .Help("Requests that ended, by finish reason.")
@@ -136,6 +148,8 @@ struct prometheus_observer::impl {
   Counter& preemptions = preemptions_f.Add({});
   Counter& prompt_tokens = prompt_tokens_f.Add({});
   Counter& generation_tokens = generation_tokens_f.Add({});
+  Counter& request_prompt_tokens = request_prompt_tokens_f.Add({});
+  Counter& request_cached_tokens = request_cached_tokens_f.Add({});
   Counter& accepted = accepted_f.Add({});
   Counter& rejected = rejected_f.Add({});
   Counter& graph_replays = graph_f.Add({});
@@ -213,6 +227,9 @@ void prometheus_observer::on_step(const step_report& r) {
 
 void prometheus_observer::on_request_finished(const request_report& r) {
   impl& m = *impl_;
+  // Before the histograms: a client that waits for the TTFT count to move then also sees these.
+  if (r.prompt_tokens > 0) m.request_prompt_tokens.Increment(r.prompt_tokens);
+  if (r.cached_prompt_tokens > 0) m.request_cached_tokens.Increment(r.cached_prompt_tokens);
   m.finished_f.Add({{"reason", r.finish_reason.empty() ? "unknown" : r.finish_reason}}).Increment();
   if (r.time_to_first_token_seconds >= 0) m.ttft.Observe(r.time_to_first_token_seconds);
   for (double t : r.inter_token_latencies_seconds) m.itl.Observe(t);

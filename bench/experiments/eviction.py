@@ -4,7 +4,10 @@ priority retention of the system prompts; prefix hit rate and TTFT as the KV poo
 
 The workload is shared-prefix with more system-prompt tokens than the smaller pools hold,
 prompts in shuffled order, so groups compete for blocks. --kv-cache-memory sizes the pool on
-the CPU backend; on a GPU pass --memory-flag --gpu-memory-utilization and fractions."""
+the CPU backend; on a GPU pass --memory-flag --gpu-memory-utilization and fractions (the pool's
+size in tokens is read from each server's start log and kept as `kv_tokens`). A server that
+does not start (a pool too small for --max-model-len) is recorded with its error, and the
+results are saved after every run, so a stage cut short keeps what it measured."""
 
 import argparse
 
@@ -26,23 +29,32 @@ def main():
     p.add_argument("--groups", type=int, default=8)
     p.add_argument("--prompts-per-group", type=int, default=4)
     p.add_argument("--system-len", type=int, default=192)
+    p.add_argument("--question-len", type=int, default=16)
+    p.add_argument("--output-len", type=int, default=8)
     p.add_argument("--rate", default="4")
     args = p.parse_args()
     if not args.plot_only:
         runs = []
         for mem in args.memories.split(","):
             for policy, server_flags, bench_flags in POLICIES:
-                with sc.Server(args, server_flags + [args.memory_flag, mem],
-                               f"{NAME}-{mem}-{policy.replace(' ', '')}") as server:
-                    r = sc.run_bench(args, server, [
-                        "--workload", "shared-prefix", "--shared-prefix-groups", str(args.groups),
-                        "--shared-prefix-prompts-per-group", str(args.prompts_per_group),
-                        "--shared-prefix-system-len", str(args.system_len),
-                        "--shared-prefix-question-len", "16", "--shared-prefix-output-len", "8",
-                        "--request-rate", args.rate, "--seed", "1",
-                        "--label", f"{policy} {mem}", "--no-save-requests"] + bench_flags)
-                    runs.append({"policy": policy, "memory": mem, "result": r})
-        sc.save(args, NAME, {"experiment": NAME, "runs": runs})
+                run = {"policy": policy, "memory": mem}
+                try:
+                    with sc.Server(args, server_flags + [args.memory_flag, mem],
+                                   f"{NAME}-{mem}-{policy.replace(' ', '')}") as server:
+                        run["kv_tokens"] = server.kv_pool_tokens()
+                        run["result"] = sc.run_bench(args, server, [
+                            "--workload", "shared-prefix",
+                            "--shared-prefix-groups", str(args.groups),
+                            "--shared-prefix-prompts-per-group", str(args.prompts_per_group),
+                            "--shared-prefix-system-len", str(args.system_len),
+                            "--shared-prefix-question-len", str(args.question_len),
+                            "--shared-prefix-output-len", str(args.output_len),
+                            "--request-rate", args.rate, "--seed", "1",
+                            "--label", f"{policy} {mem}", "--no-save-requests"] + bench_flags)
+                except (RuntimeError, OSError) as e:
+                    run["error"] = str(e)
+                runs.append(run)
+                sc.save(args, NAME, {"experiment": NAME, "runs": runs})
     plot(args, sc.load(args, NAME))
 
 
@@ -58,19 +70,28 @@ def to_mib(text):
 def plot(args, exp):
     plt = sc.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    gpu = exp["runs"] and not exp["runs"][0]["memory"][-1].isalpha()
+    ok = [r for r in exp["runs"] if "result" in r]
+    gpu = bool(ok) and not ok[0]["memory"][-1].isalpha()
+    # On the GPU the x axis is the pool in tokens (from the start log) where it was recorded.
+    tokens = gpu and all(r.get("kv_tokens") for r in ok)
+
+    def x_of(r):
+        if tokens:
+            return r["kv_tokens"] / 1000
+        return float(r["memory"]) if gpu else to_mib(r["memory"])
+
     for policy, _, _ in POLICIES:
-        rs = [r for r in exp["runs"] if r["policy"] == policy]
+        rs = sorted((r for r in ok if r["policy"] == policy), key=x_of)
         if not rs:
             continue
-        rs.sort(key=lambda r: float(r["memory"]) if gpu else to_mib(r["memory"]))
-        xs = [float(r["memory"]) if gpu else to_mib(r["memory"]) for r in rs]
+        xs = [x_of(r) for r in rs]
         # The requests' usage, not /metrics: the server counts a preempted request's lookup
         # again when it is re-admitted, which inflates its hit rate under pressure.
         axes[0].plot(xs, [100 * r["result"]["client_prefix_hit_rate"] for r in rs], marker="o",
                      label=policy)
         axes[1].plot(xs, [r["result"]["ttft_ms"]["median"] for r in rs], marker="o", label=policy)
-    xlabel = "--gpu-memory-utilization" if gpu else "KV pool (MiB, --kv-cache-memory)"
+    xlabel = ("KV pool (thousand tokens, --gpu-memory-utilization)" if tokens else
+              "--gpu-memory-utilization" if gpu else "KV pool (MiB, --kv-cache-memory)")
     axes[0].set(xlabel=xlabel, ylabel="prefix hit rate (%, requests' usage)",
                title="hit rate as the pool shrinks")
     axes[1].set(xlabel=xlabel, ylabel="median TTFT (ms)", title="TTFT as the pool shrinks")

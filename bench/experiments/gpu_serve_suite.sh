@@ -11,7 +11,12 @@
 # (early at 2 and 4/s with the kernel's default ACK timing), ttft (early vs none at 1, 2, 4/s),
 # kvshort (one idle request of 16-256 tokens, with and without the cache), finish
 # (--prefix-commit finish, same workload), kv (KV cache on vs --no-kv-cache), util
-# (--gpu-memory-utilization), block (block sizes 2..64 on shared-prefix and multi-turn).
+# (--gpu-memory-utilization), block (block sizes 2..64 on shared-prefix and multi-turn),
+# prefix96 (early vs none at 4, 8, 16/s with 96 requests per rate), curve (early vs none at 1, 2,
+# 4, 8, 16/s with 40 requests per rate, to $OUT/prefix_commit-h100-$KVSERVE_SUITE_CURVE_TAG.json),
+# evict (eviction policies and retention as the KV pool shrinks: 16 groups x 3 prompts of
+# 2,048-token system prompts, pools of about 9k to 35k tokens), sched (fcfs vs lpm on a
+# multi-turn workload with a waiting queue: at most 16 running, a 13k-token pool).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle=${KVSERVE_BUNDLE:-gpu-bundle-serve}
@@ -80,6 +85,29 @@ for s in "$@"; do
     block)
       stage block 60 python3 bench/experiments/block_size.py "${common[@]}" "${shared[@]}" \
         --conversations 8 --turns 4 --rate 8 --out "$out/block_size-h100.json" ;;
+    prefix96)
+      stage prefix96 90 python3 bench/experiments/prefix_commit.py "${common[@]}" \
+        --groups 12 --prompts-per-group 8 --system-len 2048 --question-len 32 --output-len 32 \
+        --modes early,no-prefix-caching --rates 4,8,16 --one-server-per-mode \
+        --out "$out/prefix_commit-h100-n96.json" ;;
+    curve)
+      stage curve 120 python3 bench/experiments/prefix_commit.py "${common[@]}" \
+        --groups 5 --prompts-per-group 8 --system-len 2048 --question-len 32 --output-len 32 \
+        --modes early,no-prefix-caching --rates 1,2,4,8,16 --one-server-per-mode \
+        --out "$out/prefix_commit-h100-${KVSERVE_SUITE_CURVE_TAG:-curve}.json" ;;
+    evict)
+      # Pools below 0.24 hold less than one 8,192-token sequence: --max-model-len 4096.
+      stage evict 120 python3 bench/experiments/eviction.py "${common[@]}" \
+        --memory-flag=--gpu-memory-utilization --memories 0.22,0.235,0.26 \
+        --server-flags="--max-model-len 4096" --groups 16 --prompts-per-group 3 \
+        --system-len 2048 --question-len 32 --output-len 32 --rate 12 \
+        --out "$out/eviction-h100.json" ;;
+    sched)
+      stage sched 40 python3 bench/experiments/scheduling_policy.py "${common[@]}" \
+        --rates 8,32 --conversations 48 --turns 4 --system-len 64 --question-len 128 \
+        --output-len 32 \
+        --server-flags="--max-num-seqs 16 --gpu-memory-utilization 0.23 --max-model-len 4096" \
+        --out "$out/scheduling_policy-h100.json" ;;
     *) summary+=("$s: unknown stage") ;;
   esac
 done
@@ -93,8 +121,9 @@ for path in sorted(Path(sys.argv[1]).glob("*.json")):
     exp = json.loads(path.read_text())
     print(f"== {path.name}")
     for r in exp["runs"]:
-        key = " ".join(f"{k}={r[k]}" for k in ("mode", "rate", "input_len", "utilization",
-                                                "block_size", "workload") if k in r)
+        key = " ".join(f"{k}={r[k]}" for k in ("mode", "policy", "memory", "rate", "input_len",
+                                                "utilization", "block_size", "workload")
+                       if k in r)
         if "result" not in r:
             print(f"  {key}: {r.get('error', 'no result')[:100]}")
             continue
@@ -102,8 +131,10 @@ for path in sorted(Path(sys.argv[1]).glob("*.json")):
         srv = x["server"]
         hit = f"{100 * x['client_prefix_hit_rate']:.1f}/" + (
             f"{100 * srv['prefix_hit_rate']:.1f}" if srv["available"] else "-")
-        extra = f" peak_run={r['peak_running']:.0f} kv_tok={r['kv_tokens']}" \
-            if "peak_running" in r else ""
+        extra = f" peak_run={r['peak_running']:.0f}" if "peak_running" in r else ""
+        extra += f" kv_tok={r['kv_tokens']}" if "kv_tokens" in r else ""
+        extra += f" preempt={srv['preemptions']:.0f} evict={srv['evictions']:.0f}" \
+            if srv["available"] else ""
         print(f"  {key}: ok {x['completed']}/{x['num_requests']} ttft_med "
               f"{x['ttft_ms']['median']:.1f} tpot_med {x['tpot_ms']['median']:.2f} tok/s "
               f"{x['total_token_throughput']:.0f} out/s {x['output_throughput']:.0f} hit {hit} "

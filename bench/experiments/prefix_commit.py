@@ -45,6 +45,8 @@ def main():
                 "--shared-prefix-output-len", str(args.output_len),
                 "--request-rate", rate, "--seed", str(seed), "--label", f"{mode} rate={rate}"])
             runs.append({"mode": mode, "rate": float(rate), "result": sc.strip_requests(r)})
+            # Saved after every run: a stage cut short by its time limit keeps what it measured.
+            sc.save(args, NAME, {"experiment": NAME, "runs": runs})
 
         for mode, flags in modes:
             if args.one_server_per_mode:
@@ -56,7 +58,6 @@ def main():
                     # A fresh server per point: every point starts from an empty cache.
                     with sc.Server(args, flags, f"{NAME}-{mode}-{rate}") as server:
                         one(server, mode, i, rate)
-        sc.save(args, NAME, {"experiment": NAME, "runs": runs})
     plot(args, sc.load(args, NAME))
 
 

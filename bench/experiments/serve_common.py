@@ -257,6 +257,8 @@ def save(args, name: str, experiment: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Paths of this machine stay out of committed results: they are made relative to the repo.
     text = json.dumps(experiment, indent=1).replace(str(REPO) + "/", "")
+    if os.environ.get("OUT"):  # the device machine's output folder, as the docs write it
+        text = text.replace(os.environ["OUT"].rstrip("/") + "/", "$OUT/")
     path.write_text(text + "\n")
     print(f"wrote {path}", file=sys.stderr)
     return path

@@ -29,22 +29,35 @@ struct bench_summary {
   /// returned with each request.
   double client_prefix_hit_rate = 0;
   server_counters server;  ///< server.available: /metrics was read before and after
-  /// The server's prompt and generation token counters moved by exactly what the requests
-  /// report (meaningful only when nothing else used the server). The prompt counter may
-  /// count all prompt tokens or only those not served from the cache: either matches.
+  /// The server's token counters moved by exactly what the requests report (meaningful only
+  /// when nothing else used the server). Where the server exports
+  /// kvserve_request_prompt_tokens_total, prompt tokens are compared with it: each request's
+  /// prompt once, as its usage reports it, however often it was computed (preemption) or
+  /// looked up. Otherwise kvserve_prompt_tokens_total is compared, and it may count all prompt
+  /// tokens or only those not served from the cache: either matches. Generation tokens are
+  /// always kvserve_generation_tokens_total.
   bool token_counts_match = false;
   /// The server's kvserve_prompt_tokens_total matched the prompt tokens the prefix cache did
   /// not serve (it counts computed prompt tokens), rather than all prompt tokens.
   bool server_counts_uncached_prompt_tokens = false;
-  /// |usage hit rate - /metrics hit rate| in percentage points (issue 9: at most 0.5).
+  /// kvserve_prompt_tokens_total moved by all the requests' prompt tokens.
+  bool server_counts_all_prompt_tokens = false;
+  /// |usage hit rate - server hit rate| in percentage points (issue 9: at most 0.5). The
+  /// server's rate is kvserve_request_cached_prompt_tokens_total /
+  /// kvserve_request_prompt_tokens_total where exported, else the lookup rate below.
   double hit_rate_diff_points = 0;
-  /// The two checks (token counts, hit rates) are well defined on this run: /metrics was read
-  /// and the server preempted nothing. kvserve computes a preempted request's prompt again and
-  /// looks its prefix up again when it is re-admitted, and counts both again in
-  /// kvserve_prompt_tokens_total and kvserve_prefix_cache_queries_tokens_total, while the
-  /// request's usage reports the first admission only.
+  /// |usage hit rate - kvserve_prefix_cache_hits_tokens_total /
+  /// kvserve_prefix_cache_queries_tokens_total| in points: the engine's own lookups, which
+  /// count a preempted request's lookup again when it is re-admitted.
+  double lookup_hit_rate_diff_points = 0;
+  /// The checks are well defined on this run: /metrics was read and either the server has the
+  /// per-request counters or it preempted nothing. Without those counters a preempted
+  /// request's recompute and second lookup count again in kvserve_prompt_tokens_total and
+  /// kvserve_prefix_cache_queries_tokens_total, while its usage reports the first admission.
   bool checks_comparable = false;
-  /// "pass", "fail", "not comparable: N preemptions" or "no metrics": both checks together.
+  /// "pass", "fail", "no metrics", "not comparable: N preemptions" (a server without
+  /// per-request counters that preempted), or "pass (N preemptions: lookup hit rate not
+  /// compared)". Without preemption "pass" also needs the lookup hit rate within 0.5 points.
   std::string check_verdict;
   std::vector<std::string> first_errors;  ///< up to 10 distinct errors
 };

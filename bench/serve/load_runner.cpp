@@ -116,9 +116,11 @@ class runner {
     if (config_.read_metrics && !before.empty()) {
       long long client_output = 0;
       long long client_first_tokens = 0;
+      long long client_prompt = 0;  // of the completed requests, which the server surely ended
       for (const request_outcome& o : outcomes_) {
         client_output += o.output_tokens;
         if (o.output_tokens > 0) ++client_first_tokens;
+        if (o.success) client_prompt += o.prompt_tokens;
       }
       // The server may count a request's last tokens, and observe its TTFT when the request
       // ends, a moment after it streamed them: wait (a bounded time) until its counters reach
@@ -130,7 +132,9 @@ class runner {
         counters = counters_between(before, after);
         const bool has_ttft = after.sum("kvserve_time_to_first_token_seconds_count").has_value();
         if (std::llround(counters.generation_tokens) >= client_output &&
-            (!has_ttft || std::llround(counters.ttft_count) >= client_first_tokens)) {
+            (!has_ttft || std::llround(counters.ttft_count) >= client_first_tokens) &&
+            (!counters.has_request_counters ||
+             std::llround(counters.request_prompt_tokens) >= client_prompt)) {
           break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

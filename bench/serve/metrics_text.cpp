@@ -104,6 +104,10 @@ server_counters counters_between(const metrics_snapshot& before, const metrics_s
   c.prefix_queries_tokens = delta("kvserve_prefix_cache_queries_tokens_total");
   c.prompt_tokens = delta("kvserve_prompt_tokens_total");
   c.generation_tokens = delta("kvserve_generation_tokens_total");
+  c.has_request_counters = before.sum("kvserve_request_prompt_tokens_total").has_value() &&
+                           after.sum("kvserve_request_prompt_tokens_total").has_value();
+  c.request_prompt_tokens = delta("kvserve_request_prompt_tokens_total");
+  c.request_cached_prompt_tokens = delta("kvserve_request_cached_prompt_tokens_total");
   c.preemptions = delta("kvserve_num_preemptions_total");
   c.evictions = delta("kvserve_kv_cache_evictions_total");
   c.ttft_sum_s = delta("kvserve_time_to_first_token_seconds_sum");

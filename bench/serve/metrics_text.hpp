@@ -34,6 +34,11 @@ struct server_counters {
   double generation_tokens = 0;
   double preemptions = 0;
   double evictions = 0;
+  /// Both scrapes had kvserve_request_prompt_tokens_total: the server counts each ended
+  /// request's prompt (and the cached part of it, from the request's usage) once.
+  bool has_request_counters = false;
+  double request_prompt_tokens = 0;         ///< kvserve_request_prompt_tokens_total
+  double request_cached_prompt_tokens = 0;  ///< kvserve_request_cached_prompt_tokens_total
   /// The server's own TTFT and queue-time histograms (_sum in seconds, _count): their means
   /// against the client's TTFT separate engine time from network and client time.
   double ttft_sum_s = 0;
@@ -49,11 +54,16 @@ struct server_counters {
   double prefix_hit_rate() const {
     return prefix_queries_tokens > 0 ? prefix_hits_tokens / prefix_queries_tokens : 0.0;
   }
+  /// The ended requests' cached prompt tokens / their prompt tokens; 0 when none ended.
+  double request_hit_rate() const {
+    return request_prompt_tokens > 0 ? request_cached_prompt_tokens / request_prompt_tokens : 0.0;
+  }
 };
 
 /// after - before for the counters above (kvserve_prefix_cache_hits_tokens_total,
 /// kvserve_prefix_cache_queries_tokens_total, kvserve_prompt_tokens_total,
-/// kvserve_generation_tokens_total, kvserve_num_preemptions_total,
+/// kvserve_generation_tokens_total, kvserve_request_prompt_tokens_total,
+/// kvserve_request_cached_prompt_tokens_total, kvserve_num_preemptions_total,
 /// kvserve_kv_cache_evictions_total summed over reasons, and the _sum and _count of
 /// kvserve_time_to_first_token_seconds and kvserve_request_queue_time_seconds).
 server_counters counters_between(const metrics_snapshot& before, const metrics_snapshot& after);

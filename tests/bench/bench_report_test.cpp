@@ -98,6 +98,49 @@ TEST(BenchReportTest, ChecksNeedMetricsAndNoPreemption) {
   EXPECT_EQ(s.check_verdict, "not comparable: 2 preemptions");
 }
 
+TEST(BenchReportTest, PerRequestCountersKeepTheChecksDefinedUnderPreemption) {
+  // A server with kvserve_request_prompt_tokens_total: each request's prompt once, with the
+  // cached part its usage reports. The step and lookup counters ran ahead (a preempted request
+  // was computed and looked up again), which no longer makes the run incomparable.
+  server_counters server;
+  server.available = true;
+  server.has_request_counters = true;
+  server.request_prompt_tokens = 200;  // the failed request was never admitted
+  server.request_cached_prompt_tokens = 80;
+  server.generation_tokens = 22;
+  server.preemptions = 2;
+  server.prompt_tokens = 300;
+  server.prefix_queries_tokens = 400;
+  server.prefix_hits_tokens = 180;
+  // (The failed request reports no prompt tokens, so the client counts 200 as well.)
+  auto outcomes = sample_outcomes();
+  auto s = summarize_run(outcomes, 2.0, server);
+  EXPECT_TRUE(s.checks_comparable);
+  EXPECT_TRUE(s.token_counts_match);
+  EXPECT_NEAR(s.hit_rate_diff_points, 0.0, 1e-12);
+  EXPECT_NEAR(s.lookup_hit_rate_diff_points, 100 * (0.45 - 0.4), 1e-9);
+  EXPECT_FALSE(s.server_counts_uncached_prompt_tokens);
+  EXPECT_FALSE(s.server_counts_all_prompt_tokens);
+  EXPECT_EQ(s.check_verdict, "pass (2 preemptions: lookup hit rate not compared)");
+
+  server.request_prompt_tokens = 201;  // one prompt token too many
+  EXPECT_EQ(summarize_run(outcomes, 2.0, server).check_verdict, "fail");
+  server.request_prompt_tokens = 200;
+  server.request_cached_prompt_tokens = 82;  // 41%: a point off
+  EXPECT_EQ(summarize_run(outcomes, 2.0, server).check_verdict, "fail");
+
+  // Without preemption the engine's lookup counters must agree as well.
+  server.request_cached_prompt_tokens = 80;
+  server.preemptions = 0;
+  EXPECT_EQ(summarize_run(outcomes, 2.0, server).check_verdict, "fail");
+  server.prefix_queries_tokens = 200;
+  server.prefix_hits_tokens = 80;
+  server.prompt_tokens = 120;
+  s = summarize_run(outcomes, 2.0, server);
+  EXPECT_EQ(s.check_verdict, "pass");
+  EXPECT_TRUE(s.server_counts_uncached_prompt_tokens);
+}
+
 TEST(BenchReportTest, JsonHasConfigSummaryAndRequests) {
   bench_config config;
   config.workload.kind = workload_kind::kSharedPrefix;

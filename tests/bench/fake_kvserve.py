@@ -19,7 +19,8 @@ import time
 BLOCK = 16
 STALL = 999  # max_tokens that makes the server stall (timeout tests)
 lock = threading.Lock()
-counters = {"hits": 0, "queries": 0, "prompt": 0, "generation": 0}
+counters = {"hits": 0, "queries": 0, "prompt": 0, "generation": 0, "req_prompt": 0,
+            "req_cached": 0}
 cached_blocks = set()  # tuples of token prefixes that end on a block boundary
 
 
@@ -37,6 +38,9 @@ def admit(prompt):
         counters["queries"] += len(prompt)
         counters["hits"] += hit
         counters["prompt"] += len(prompt)
+        # kvserve counts these when a request ends; at admission the totals are the same.
+        counters["req_prompt"] += len(prompt)
+        counters["req_cached"] += hit
     return hit
 
 
@@ -68,6 +72,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     f"kvserve_prefix_cache_queries_tokens_total {counters['queries']}\n"
                     f"kvserve_prompt_tokens_total {counters['prompt']}\n"
                     f"kvserve_generation_tokens_total {counters['generation']}\n"
+                    f"kvserve_request_prompt_tokens_total {counters['req_prompt']}\n"
+                    f"kvserve_request_cached_prompt_tokens_total {counters['req_cached']}\n"
                 ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")

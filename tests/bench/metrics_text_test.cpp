@@ -66,6 +66,24 @@ TEST(MetricsTextTest, CountersBetweenScrapes) {
   EXPECT_DOUBLE_EQ(c.mean_queue_time_s(), 0.0);  // not in the scrapes
 }
 
+TEST(MetricsTextTest, PerRequestCountersOnlyWhereBothScrapesHaveThem) {
+  auto c = counters_between(metrics_snapshot::parse(kScrapeBefore),
+                            metrics_snapshot::parse(kScrapeAfter));
+  EXPECT_FALSE(c.has_request_counters);
+  const std::string before = std::string(kScrapeBefore) +
+                             "kvserve_request_prompt_tokens_total 400\n"
+                             "kvserve_request_cached_prompt_tokens_total 100\n";
+  const std::string after = std::string(kScrapeAfter) +
+                            "kvserve_request_prompt_tokens_total 900\n"
+                            "kvserve_request_cached_prompt_tokens_total 300\n";
+  c = counters_between(metrics_snapshot::parse(before), metrics_snapshot::parse(after));
+  EXPECT_TRUE(c.has_request_counters);
+  EXPECT_DOUBLE_EQ(c.request_prompt_tokens, 500);
+  EXPECT_DOUBLE_EQ(c.request_cached_prompt_tokens, 200);
+  EXPECT_DOUBLE_EQ(c.request_hit_rate(), 0.4);
+  EXPECT_DOUBLE_EQ(c.prompt_tokens, 600);  // the step counter is read as before
+}
+
 TEST(MetricsTextTest, NotAvailableWithoutPrefixCounters) {
   auto c = counters_between(metrics_snapshot::parse("x 1\n"), metrics_snapshot::parse("x 2\n"));
   EXPECT_FALSE(c.available);

@@ -27,16 +27,26 @@ double sample(const std::string& text, const std::string& series) {
 TEST(prometheus_observer, exports_every_metric_of_the_issue) {
   prometheus_observer obs;
   std::string text = obs.render();
-  for (const char* name :
-       {"kvserve_num_requests_running", "kvserve_num_requests_waiting",
-        "kvserve_kv_cache_usage_ratio", "kvserve_kv_cache_blocks",
-        "kvserve_prefix_cache_queries_tokens_total", "kvserve_prefix_cache_hits_tokens_total",
-        "kvserve_kv_cache_evictions_total", "kvserve_num_preemptions_total",
-        "kvserve_prompt_tokens_total", "kvserve_generation_tokens_total",
-        "kvserve_requests_finished_total", "kvserve_time_to_first_token_seconds",
-        "kvserve_inter_token_latency_seconds", "kvserve_e2e_request_latency_seconds",
-        "kvserve_request_queue_time_seconds", "kvserve_step_duration_seconds",
-        "kvserve_step_batch_size", "kvserve_cuda_graph_replays_total"}) {
+  for (const char* name : {"kvserve_num_requests_running",
+                           "kvserve_num_requests_waiting",
+                           "kvserve_kv_cache_usage_ratio",
+                           "kvserve_kv_cache_blocks",
+                           "kvserve_prefix_cache_queries_tokens_total",
+                           "kvserve_prefix_cache_hits_tokens_total",
+                           "kvserve_kv_cache_evictions_total",
+                           "kvserve_num_preemptions_total",
+                           "kvserve_prompt_tokens_total",
+                           "kvserve_generation_tokens_total",
+                           "kvserve_requests_finished_total",
+                           "kvserve_time_to_first_token_seconds",
+                           "kvserve_inter_token_latency_seconds",
+                           "kvserve_e2e_request_latency_seconds",
+                           "kvserve_request_queue_time_seconds",
+                           "kvserve_step_duration_seconds",
+                           "kvserve_step_batch_size",
+                           "kvserve_cuda_graph_replays_total",
+                           "kvserve_request_prompt_tokens_total",
+                           "kvserve_request_cached_prompt_tokens_total"}) {
     EXPECT_NE(text.find(std::string("# TYPE ") + name + " "), std::string::npos) << name;
   }
   EXPECT_EQ(sample(text, "kvserve_cuda_graph_replays_total"), 0.0);
@@ -107,6 +117,27 @@ TEST(prometheus_observer, steps_and_finished_requests_fill_histograms_and_counte
   EXPECT_EQ(sample(text, "kvserve_step_duration_seconds_count{kind=\"decode\"}"), 1.0);
   EXPECT_EQ(sample(text, "kvserve_step_batch_size_sum"), 4.0);
   EXPECT_EQ(sample(text, "kvserve_step_batch_size_bucket{le=\"2\"}"), 2.0);
+}
+
+TEST(prometheus_observer, counts_each_requests_prompt_once_however_often_it_was_computed) {
+  // A request of 100 prompt tokens, 60 of them cached at admission, preempted once and
+  // recomputed: the steps compute 40 + 100 prompt tokens, the request ends once.
+  prometheus_observer obs;
+  obs.on_step({step_kind::kPrefill, 0.004, 1, 40, 1});
+  obs.on_step({step_kind::kPrefill, 0.004, 1, 100, 1});
+  request_report r;
+  r.finish_reason = "length";
+  r.prompt_tokens = 100;
+  r.cached_prompt_tokens = 60;
+  r.completion_tokens = 2;
+  obs.on_request_finished(r);
+  r.prompt_tokens = 7;  // a second request without a hit
+  r.cached_prompt_tokens = 0;
+  obs.on_request_finished(r);
+  std::string text = obs.render();
+  EXPECT_EQ(sample(text, "kvserve_prompt_tokens_total"), 140.0);
+  EXPECT_EQ(sample(text, "kvserve_request_prompt_tokens_total"), 107.0);
+  EXPECT_EQ(sample(text, "kvserve_request_cached_prompt_tokens_total"), 60.0);
 }
 
 TEST(prometheus_observer, is_safe_to_call_from_several_threads) {
