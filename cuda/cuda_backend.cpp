@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "cuda/cuda_check.hpp"
@@ -15,6 +18,7 @@
 #include "cuda/kernels.hpp"
 #include "cuda/sampling.hpp"
 #include "cuda/step_inputs.hpp"
+#include "cuda/step_kernels.hpp"
 #include "model/rope.hpp"
 #include "model/sampler.hpp"
 
@@ -47,6 +51,47 @@ int decode_bucket(int n, int max_num_seqs) {
 
 bool is_power_of_two_block(int bs) {
   return bs == 2 || bs == 4 || bs == 8 || bs == 16 || bs == 32 || bs == 64;
+}
+
+std::size_t align16(std::size_t x) { return (x + 15) / 16 * 16; }
+
+/// Byte offsets of a step's input arrays in one packed buffer (16-byte aligned sections, in
+/// this order). A decode-shaped step's offsets depend only on its row count (the token lists
+/// come last), so the graph captured for a row bucket and a slot finds them every time.
+struct pack_layout {
+  std::size_t tokens = 0, gather_src = 0, positions = 0, slots = 0, context_lens = 0,
+              logits_rows = 0, sampling = 0, items = 0, block_tables = 0, token_lists = 0,
+              bytes = 0;
+};
+
+pack_layout layout_of(std::size_t rows, std::size_t context_lens, std::size_t logits_rows,
+                      std::size_t sampling, std::size_t items, std::size_t table_ints,
+                      std::size_t token_lists) {
+  pack_layout l;
+  std::size_t at = 0;
+  auto put = [&](std::size_t& field, std::size_t bytes) {
+    field = at;
+    at = align16(at + bytes);
+  };
+  const std::size_t i32 = sizeof(std::int32_t);
+  put(l.tokens, rows * i32);
+  put(l.gather_src, rows * i32);
+  put(l.positions, rows * i32);
+  put(l.slots, rows * i32);
+  put(l.context_lens, context_lens * i32);
+  put(l.logits_rows, logits_rows * i32);
+  put(l.sampling, sampling * sizeof(device_sampling_row));
+  put(l.items, items * sizeof(prefill_work_item));
+  put(l.block_tables, table_ints * i32);
+  put(l.token_lists, token_lists * i32);
+  l.bytes = at;
+  return l;
+}
+
+pack_layout layout_of(const step_inputs& in) {
+  return layout_of(in.tokens.size(), in.context_lens.size(), in.logits_rows.size(),
+                   in.sampling.size(), in.items.size(), in.block_tables.size(),
+                   in.token_lists.size());
 }
 
 class cuda_backend final : public backend {
@@ -97,6 +142,8 @@ class cuda_backend final : public backend {
     KVSERVE_CUDA_TRY(
         cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, config_.device));
     KVSERVE_STATUS_TRY(stream_.create());
+    KVSERVE_STATUS_TRY(upload_stream_.create());
+    KVSERVE_STATUS_TRY(download_stream_.create());
     KVSERVE_STATUS_TRY(gemm_.init());
     rotary_embedding rope(m);
     KVSERVE_STATUS_TRY(inv_freq_.allocate(rope.inv_freq().size()));
@@ -109,9 +156,11 @@ class cuda_backend final : public backend {
     KVSERVE_STATUS_TRY(allocate_workspace());
     KVSERVE_STATUS_TRY(allocate_kv_pool());
     if (config_.record_step_gaps) {
-      KVSERVE_STATUS_TRY(step_begin_.create());
-      KVSERVE_STATUS_TRY(step_end_[0].create());
-      KVSERVE_STATUS_TRY(step_end_[1].create());
+      for (auto& e : gap_begin_) KVSERVE_STATUS_TRY(e.create());
+      for (auto& e : gap_end_) KVSERVE_STATUS_TRY(e.create());
+      KVSERVE_STATUS_TRY(stamps_.allocate(2 * kStampRing));
+      KVSERVE_STATUS_TRY(stamp_counter_.allocate(1));
+      KVSERVE_CUDA_TRY(cudaMemset(stamp_counter_.get(), 0, sizeof(unsigned int)));
     }
     if (config_.tune_gemm) KVSERVE_STATUS_TRY(tune_gemm());
     return status::ok();
@@ -123,6 +172,26 @@ class cuda_backend final : public backend {
   std::string name() const override { return "cuda"; }
   std::size_t kv_pool_bytes() const { return kv_pool_bytes_; }
   const std::vector<float>& step_gaps_us() const { return step_gaps_us_; }
+  std::vector<float> step_gaps_device_us() const {
+    std::vector<float> gaps;
+    if (!config_.record_step_gaps) return gaps;
+    unsigned int count = 0;
+    std::vector<unsigned long long> ring(2 * kStampRing);
+    if (cudaSetDevice(config_.device) != cudaSuccess ||
+        cudaStreamSynchronize(stream_.get()) != cudaSuccess ||
+        cudaMemcpy(&count, stamp_counter_.get(), sizeof count, cudaMemcpyDeviceToHost) !=
+            cudaSuccess ||
+        cudaMemcpy(ring.data(), stamps_.get(), ring.size() * sizeof(ring[0]),
+                   cudaMemcpyDeviceToHost) != cudaSuccess)
+      return gaps;
+    const unsigned int first = count > kStampRing ? count - kStampRing + 1 : 1;
+    for (unsigned int c = first; c < count; ++c) {
+      const unsigned long long end = ring[2 * ((c - 1) % kStampRing) + 1];
+      const unsigned long long begin = ring[2 * (c % kStampRing)];
+      gaps.push_back(static_cast<float>(static_cast<double>(begin - end) * 1e-3));
+    }
+    return gaps;
+  }
   const model_config& config() const override { return model_; }
   int block_size() const override { return config_.block_size; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
@@ -133,8 +202,61 @@ class cuda_backend final : public backend {
   backend_stats stats() const override { return stats_; }
 
   result<step_result> execute(const step_plan& plan) override;
+  status submit(const step_plan& plan) override;
+  result<step_result> collect() override;
 
  private:
+  // Device pointers of one step's inputs (in its slot's packed buffer) and outputs.
+  struct step_ptrs {
+    const std::int32_t* tokens = nullptr;
+    const std::int32_t* gather_src = nullptr;
+    const std::int32_t* positions = nullptr;
+    const std::int32_t* slots = nullptr;
+    const std::int32_t* context_lens = nullptr;
+    const std::int32_t* logits_rows = nullptr;
+    const device_sampling_row* sampling = nullptr;
+    const prefill_work_item* items = nullptr;
+    const std::int32_t* block_tables = nullptr;
+    const std::int32_t* token_lists = nullptr;
+    std::int32_t* sampled = nullptr;             // this step's sampled tokens
+    const std::int32_t* prev_sampled = nullptr;  // the previous step's (the other slot's)
+  };
+  // One of the two steps that can be in flight: packed inputs (pinned host and device), the
+  // sampled tokens (device and pinned host), the events that order the three streams, and
+  // what collect() needs to build the result.
+  struct step_slot {
+    pinned_buffer<unsigned char> h_pack;
+    device_buffer<unsigned char> d_pack;
+    device_buffer<std::int32_t> d_sampled;
+    pinned_buffer<std::int32_t> h_sampled;
+    cuda_event inputs_ready, forward_done, results_ready;
+    step_inputs in;
+    std::vector<seq_id> ids;
+    std::optional<step_result> done;  // steps with host logits: built at submit
+    std::uint64_t step_index = 0;
+    int gap_index = -1;  // record_step_gaps: events of this step, and of the one before
+    int prev_gap_index = -1;
+  };
+
+  step_ptrs pointers(int slot, const pack_layout& l) const {
+    const unsigned char* base = slots_[slot].d_pack.get();
+    auto at = [&](std::size_t off) { return base + off; };
+    step_ptrs p;
+    p.tokens = reinterpret_cast<const std::int32_t*>(at(l.tokens));
+    p.gather_src = reinterpret_cast<const std::int32_t*>(at(l.gather_src));
+    p.positions = reinterpret_cast<const std::int32_t*>(at(l.positions));
+    p.slots = reinterpret_cast<const std::int32_t*>(at(l.slots));
+    p.context_lens = reinterpret_cast<const std::int32_t*>(at(l.context_lens));
+    p.logits_rows = reinterpret_cast<const std::int32_t*>(at(l.logits_rows));
+    p.sampling = reinterpret_cast<const device_sampling_row*>(at(l.sampling));
+    p.items = reinterpret_cast<const prefill_work_item*>(at(l.items));
+    p.block_tables = reinterpret_cast<const std::int32_t*>(at(l.block_tables));
+    p.token_lists = reinterpret_cast<const std::int32_t*>(at(l.token_lists));
+    p.sampled = slots_[slot].d_sampled.get();
+    p.prev_sampled = slots_[1 - slot].d_sampled.get();
+    return p;
+  }
+
   // Split-KV count per padded decode batch (an occupancy query: cached).
   int decode_splits(int rows) {
     auto it = splits_.find(rows);
@@ -149,10 +271,18 @@ class cuda_backend final : public backend {
   status allocate_workspace();
   status allocate_kv_pool();
   status tune_gemm();
-  status copy_inputs(const step_inputs& in);
-  status forward(const step_inputs& in, int num_logits_rows, const std::int32_t* logits_rows_dev);
-  status run_decode(const step_inputs& in);
-  status run_general(const step_inputs& in, std::vector<float>& host_logits);
+  status forward(const step_inputs& in, const step_ptrs& p);
+  // record_step_gaps: the device timestamp at a step's first (end = false) or last kernel.
+  status stamp(bool end) {
+    if (!config_.record_step_gaps) return status::ok();
+    KVSERVE_CUDA_TRY(
+        launch_step_stamp(stamps_.get(), stamp_counter_.get(), end, kStampRing, stream_.get()));
+    return status::ok();
+  }
+  status run_decode(const step_inputs& in, int slot, const step_ptrs& p);
+  status run_general(const step_inputs& in, const step_ptrs& p, std::vector<float>& host_logits);
+  step_result build_result(const step_plan& plan, const step_inputs& in,
+                           const std::int32_t* sampled, const std::vector<float>& host_logits);
   // Layer `layer`'s slice of the pools: codes [blocks, kv heads, block size, head dim] and, for
   // the 8-bit types, scales [blocks, kv heads, block size].
   paged_kv_view kv_view(int layer) const {
@@ -188,7 +318,9 @@ class cuda_backend final : public backend {
   std::size_t kv_pool_bytes_ = 0;  // device memory the pools took (cudaMemGetInfo delta)
   backend_stats stats_;
 
-  cuda_stream stream_;
+  cuda_stream stream_;           // the steps' device work
+  cuda_stream upload_stream_;    // packed inputs to the device, ahead of their step
+  cuda_stream download_stream_;  // sampled tokens back, while the next step runs
   gemm_runner gemm_;
   device_weights weights_;
   device_buffer<float> inv_freq_;
@@ -200,24 +332,28 @@ class cuda_backend final : public backend {
   device_buffer<float> partial_out_, partial_ml_;
   device_buffer<bf16> normed_, attn_out_, act_;
   device_buffer<unsigned int> sample_counts_;
-  // Static step inputs (the graphs read them) and their pinned host mirrors.
-  device_buffer<std::int32_t> d_tokens_, d_positions_, d_slots_, d_context_lens_, d_block_tables_,
-      d_logits_rows_, d_token_lists_, d_sampled_;
-  device_buffer<prefill_work_item> d_items_;
-  device_buffer<device_sampling_row> d_sampling_;
-  pinned_buffer<std::int32_t> h_sampled_;
   pinned_buffer<float> h_logits_;
 
-  // record_step_gaps: events at the start of this step's device work and at the end of the
-  // last two steps' (alternating), and the measured gaps.
-  cuda_event step_begin_, step_end_[2];
-  int step_parity_ = 0;
-  bool have_prev_step_ = false;
+  // Steps in flight: slot (next_slot_ + k) % 2 for the k-th oldest; submission order.
+  step_slot slots_[2];
+  int next_slot_ = 0;
+  std::deque<int> in_flight_;
+  // The last submitted step's sample rows by sequence id (input_from_last_sample).
+  std::vector<std::pair<seq_id, std::int32_t>> prev_rows_;
+  bool have_prev_step_ = false;  // a step was submitted before (its slot is 1 - next_slot_)
+
+  // record_step_gaps: events just before and after each step's device work (a ring: two
+  // steps in flight plus the one before them), and the measured gaps.
+  cuda_event gap_begin_[4], gap_end_[4];
+  // ... and device timestamps of each step's first and last kernel (ring of kStampRing steps).
+  static constexpr unsigned int kStampRing = 4096;
+  device_buffer<unsigned long long> stamps_;
+  device_buffer<unsigned int> stamp_counter_;
+  int gap_counter_ = 0;
   std::vector<float> step_gaps_us_;
 
-  std::map<int, cuda_graph_exec> graphs_;  // decode bucket -> graph
+  std::map<int, cuda_graph_exec> graphs_;  // 2 * decode bucket + slot -> graph
   std::map<int, int> splits_;              // decode rows -> split-KV count
-  step_inputs inputs_;
 };
 
 status cuda_backend::allocate_workspace() {
@@ -250,18 +386,23 @@ status cuda_backend::allocate_workspace() {
   }
   KVSERVE_STATUS_TRY(partial_out_.allocate(partial_rows * m.num_heads * m.head_dim));
   KVSERVE_STATUS_TRY(partial_ml_.allocate(partial_rows * m.num_heads * 2));
-  KVSERVE_STATUS_TRY(d_tokens_.allocate(T));
-  KVSERVE_STATUS_TRY(d_positions_.allocate(T));
-  KVSERVE_STATUS_TRY(d_slots_.allocate(T));
-  KVSERVE_STATUS_TRY(d_context_lens_.allocate(R));
-  KVSERVE_STATUS_TRY(d_block_tables_.allocate(static_cast<std::size_t>(R) * max_blocks_per_seq_));
-  KVSERVE_STATUS_TRY(d_logits_rows_.allocate(T + S));
-  KVSERVE_STATUS_TRY(d_token_lists_.allocate(token_list_capacity_));
-  KVSERVE_STATUS_TRY(d_sampled_.allocate(R));
+  // Packed step inputs: room for the largest general step and the largest decode-shaped one.
   const int group = m.num_heads / m.num_kv_heads;
-  KVSERVE_STATUS_TRY(d_items_.allocate(T * std::max(1, (group + 15) / 16)));
-  KVSERVE_STATUS_TRY(d_sampling_.allocate(R));
-  KVSERVE_STATUS_TRY(h_sampled_.allocate(R));
+  const std::size_t rows = std::max<std::size_t>(T, R);
+  const pack_layout most = layout_of(
+      rows, R, T + S, R, T * std::max(1, (group + kPrefillRowsPerItem - 1) / kPrefillRowsPerItem),
+      static_cast<std::size_t>(R) * max_blocks_per_seq_, token_list_capacity_);
+  for (auto& slot : slots_) {
+    KVSERVE_STATUS_TRY(slot.h_pack.allocate(most.bytes));
+    KVSERVE_STATUS_TRY(slot.d_pack.allocate(most.bytes));
+    KVSERVE_STATUS_TRY(slot.d_sampled.allocate(R));
+    KVSERVE_CUDA_TRY(
+        cudaMemsetAsync(slot.d_sampled.get(), 0, slot.d_sampled.bytes(), stream_.get()));
+    KVSERVE_STATUS_TRY(slot.h_sampled.allocate(R));
+    KVSERVE_STATUS_TRY(slot.inputs_ready.create(cudaEventDisableTiming));
+    KVSERVE_STATUS_TRY(slot.forward_done.create(cudaEventDisableTiming));
+    KVSERVE_STATUS_TRY(slot.results_ready.create(cudaEventDisableTiming));
+  }
   KVSERVE_STATUS_TRY(h_logits_.allocate(static_cast<std::size_t>(max_logits_rows_) * m.vocab_size));
   KVSERVE_CUDA_TRY(cudaStreamSynchronize(stream_.get()));
   return status::ok();
@@ -339,37 +480,16 @@ status cuda_backend::tune_gemm() {
   return gemm_.tune(shapes, ms, normed_.get(), logits_.get(), stream_.get());
 }
 
-status cuda_backend::copy_inputs(const step_inputs& in) {
-  cudaStream_t s = stream_.get();
-  auto h2d = [&](auto* dst, const auto& v) -> status {
-    if (v.empty()) return status::ok();
-    KVSERVE_CUDA_TRY(
-        cudaMemcpyAsync(dst, v.data(), v.size() * sizeof(v[0]), cudaMemcpyHostToDevice, s));
-    return status::ok();
-  };
-  KVSERVE_STATUS_TRY(h2d(d_tokens_.get(), in.tokens));
-  KVSERVE_STATUS_TRY(h2d(d_positions_.get(), in.positions));
-  KVSERVE_STATUS_TRY(h2d(d_slots_.get(), in.slot_mapping));
-  KVSERVE_STATUS_TRY(h2d(d_context_lens_.get(), in.context_lens));
-  KVSERVE_STATUS_TRY(h2d(d_block_tables_.get(), in.block_tables));
-  KVSERVE_STATUS_TRY(h2d(d_items_.get(), in.items));
-  KVSERVE_STATUS_TRY(h2d(d_logits_rows_.get(), in.logits_rows));
-  KVSERVE_STATUS_TRY(h2d(d_sampling_.get(), in.sampling));
-  KVSERVE_STATUS_TRY(h2d(d_token_lists_.get(), in.token_lists));
-  return status::ok();
-}
-
-// The layers over in.num_rows tokens, then the final norm over `num_logits_rows` rows
-// (gathered through logits_rows_dev, or all rows when it is null) and the LM head into logits_.
-status cuda_backend::forward(const step_inputs& in, int num_logits_rows,
-                             const std::int32_t* logits_rows_dev) {
+// The layers over in.num_rows tokens (embedding rows whose gather_src is set take the previous
+// step's sampled token), up to the residual stream before the final norm.
+status cuda_backend::forward(const step_inputs& in, const step_ptrs& p) {
   const auto& m = model_;
   cudaStream_t s = stream_.get();
   const int T = in.num_rows, H = m.hidden_size, I = m.intermediate_size;
   const int qkv_n = m.q_size() + 2 * m.kv_size();
   const float scale = 1.0f / std::sqrt(static_cast<float>(m.head_dim));
-  KVSERVE_CUDA_TRY(
-      launch_embedding_gather(weights_.embedding(), d_tokens_.get(), T, H, residual_.get(), s));
+  KVSERVE_CUDA_TRY(launch_embedding_gather_from(weights_.embedding(), p.tokens, p.gather_src,
+                                                p.prev_sampled, T, H, residual_.get(), s));
   for (int li = 0; li < m.num_layers; ++li) {
     const device_layer& L = weights_.layers()[li];
     KVSERVE_CUDA_TRY(launch_add_rms_norm(residual_.get(), li == 0 ? nullptr : delta_.get(),
@@ -379,8 +499,8 @@ status cuda_backend::forward(const step_inputs& in, int num_logits_rows,
     rope_kv_args r;
     r.qkv = qkv_.get();
     r.bias = L.bqkv;
-    r.positions = d_positions_.get();
-    r.slot_mapping = d_slots_.get();
+    r.positions = p.positions;
+    r.slot_mapping = p.slots;
     r.inv_freq = inv_freq_.get();
     r.num_tokens = T;
     r.num_heads = m.num_heads;
@@ -391,8 +511,8 @@ status cuda_backend::forward(const step_inputs& in, int num_logits_rows,
       decode_attention_args a;
       a.q = q_.get();
       a.kv = kv_view(li);
-      a.block_tables = d_block_tables_.get();
-      a.context_lens = d_context_lens_.get();
+      a.block_tables = p.block_tables;
+      a.context_lens = p.context_lens;
       a.num_seqs = T;
       a.num_heads = m.num_heads;
       a.max_blocks_per_seq = max_blocks_per_seq_;
@@ -406,9 +526,9 @@ status cuda_backend::forward(const step_inputs& in, int num_logits_rows,
       prefill_attention_args a;
       a.q = q_.get();
       a.kv = kv_view(li);
-      a.block_tables = d_block_tables_.get();
-      a.positions = d_positions_.get();
-      a.items = d_items_.get();
+      a.block_tables = p.block_tables;
+      a.positions = p.positions;
+      a.items = p.items;
       a.num_items = static_cast<int>(in.items.size());
       a.num_heads = m.num_heads;
       a.max_blocks_per_seq = max_blocks_per_seq_;
@@ -423,31 +543,30 @@ status cuda_backend::forward(const step_inputs& in, int num_logits_rows,
     KVSERVE_CUDA_TRY(launch_swiglu(gate_up_.get(), T, I, act_.get(), s));
     KVSERVE_STATUS_TRY(gemm_.run(act_.get(), L.w_down, T, H, I, delta_.get(), s));
   }
-  (void)num_logits_rows;
-  (void)logits_rows_dev;
   return status::ok();
 }
 
 // Decode-only steps: everything from the embedding to the sampled tokens, over the padded
 // rows, so that a graph captured once per bucket replays it.
-status cuda_backend::run_decode(const step_inputs& in) {
+status cuda_backend::run_decode(const step_inputs& in, int slot, const step_ptrs& p) {
   const auto& m = model_;
   cudaStream_t s = stream_.get();
   const int B = in.num_rows;
   auto body = [&]() -> status {
-    KVSERVE_STATUS_TRY(forward(in, B, nullptr));
+    KVSERVE_STATUS_TRY(stamp(false));
+    KVSERVE_STATUS_TRY(forward(in, p));
     KVSERVE_CUDA_TRY(launch_add_rms_norm(residual_.get(), delta_.get(), weights_.final_norm(),
                                          nullptr, B, m.hidden_size, m.rms_norm_eps, false,
                                          normed_.get(), s));
     KVSERVE_STATUS_TRY(gemm_.run(normed_.get(), weights_.lm_head(), B, m.vocab_size, m.hidden_size,
                                  logits_.get(), s));
     KVSERVE_CUDA_TRY(launch_sample(logits_.get(), sample_work_.get(), sample_counts_.get(),
-                                   d_sampling_.get(), B, d_token_lists_.get(), m.vocab_size,
-                                   d_sampled_.get(), s));
-    return status::ok();
+                                   p.sampling, B, p.token_lists, m.vocab_size, p.sampled, s));
+    return stamp(true);
   };
   if (config_.enforce_eager) return body();
-  auto it = graphs_.find(B);
+  const int key = 2 * B + slot;
+  auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     KVSERVE_CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
     status st = body();
@@ -457,7 +576,7 @@ status cuda_backend::run_decode(const step_inputs& in) {
     KVSERVE_CUDA_TRY(end);
     cudaGraphExec_t exec = nullptr;
     KVSERVE_CUDA_TRY(cudaGraphInstantiate(&exec, graph.get(), 0));
-    it = graphs_.emplace(B, cuda_graph_exec{}).first;
+    it = graphs_.emplace(key, cuda_graph_exec{}).first;
     it->second.reset(exec);
   }
   KVSERVE_CUDA_TRY(cudaGraphLaunch(it->second.get(), s));
@@ -467,12 +586,14 @@ status cuda_backend::run_decode(const step_inputs& in) {
 
 // Prefill and mixed steps, eagerly: the layers over every token, then the LM head over the
 // logits rows in chunks of the logits buffer; the first chunk holds the sampled rows.
-status cuda_backend::run_general(const step_inputs& in, std::vector<float>& host_logits) {
+status cuda_backend::run_general(const step_inputs& in, const step_ptrs& p,
+                                 std::vector<float>& host_logits) {
   const auto& m = model_;
   cudaStream_t s = stream_.get();
   const int rows = static_cast<int>(in.logits_rows.size());
   const int num_sampled = static_cast<int>(in.sampling.size());
-  KVSERVE_STATUS_TRY(forward(in, rows, d_logits_rows_.get()));
+  KVSERVE_STATUS_TRY(stamp(false));
+  KVSERVE_STATUS_TRY(forward(in, p));
   const bool host_rows =
       rows > num_sampled || std::any_of(in.outputs.begin(), in.outputs.end(),
                                         [](const seq_outputs& o) { return o.num_logits_rows > 0; });
@@ -480,14 +601,14 @@ status cuda_backend::run_general(const step_inputs& in, std::vector<float>& host
   for (int c0 = 0; c0 < rows; c0 += max_logits_rows_) {
     const int n = std::min(max_logits_rows_, rows - c0);
     KVSERVE_CUDA_TRY(launch_add_rms_norm(residual_.get(), delta_.get(), weights_.final_norm(),
-                                         d_logits_rows_.get() + c0, n, m.hidden_size,
-                                         m.rms_norm_eps, false, normed_.get(), s));
+                                         p.logits_rows + c0, n, m.hidden_size, m.rms_norm_eps,
+                                         false, normed_.get(), s));
     KVSERVE_STATUS_TRY(gemm_.run(normed_.get(), weights_.lm_head(), n, m.vocab_size, m.hidden_size,
                                  logits_.get(), s));
     if (c0 == 0 && num_sampled > 0) {
       KVSERVE_CUDA_TRY(launch_sample(logits_.get(), sample_work_.get(), sample_counts_.get(),
-                                     d_sampling_.get(), num_sampled, d_token_lists_.get(),
-                                     m.vocab_size, d_sampled_.get(), s));
+                                     p.sampling, num_sampled, p.token_lists, m.vocab_size,
+                                     p.sampled, s));
     }
     if (host_rows) {
       const std::size_t count = static_cast<std::size_t>(n) * m.vocab_size;
@@ -498,74 +619,17 @@ status cuda_backend::run_general(const step_inputs& in, std::vector<float>& host
                 host_logits.begin() + static_cast<std::size_t>(c0) * m.vocab_size);
     }
   }
-  return status::ok();
+  return stamp(true);
 }
 
-result<step_result> cuda_backend::execute(const step_plan& plan) {
-  step_limits lim;
-  lim.vocab_size = model_.vocab_size;
-  lim.num_kv_blocks = num_kv_blocks_;
-  lim.block_size = config_.block_size;
-  lim.max_model_len = max_model_len_;
-  lim.max_num_seqs = config_.max_num_seqs;
-  lim.max_num_tokens = max_tokens_;
-  lim.max_rows = max_rows_;
-  lim.small_step_max_tokens = config_.small_step_max_tokens;
-  lim.max_blocks_per_seq = max_blocks_per_seq_;
-  lim.max_logits_rows = max_logits_rows_;
-  lim.token_list_capacity = token_list_capacity_;
-  lim.gqa_group = model_.num_heads / model_.num_kv_heads;
-  KVSERVE_STATUS_TRY(build_step_inputs(plan, lim, &decode_bucket, inputs_));
-  const step_inputs& in = inputs_;
+// Builds the results of a step from its sampled tokens and host logits rows.
+step_result cuda_backend::build_result(const step_plan& plan, const step_inputs& in,
+                                       const std::int32_t* sampled,
+                                       const std::vector<float>& host_logits) {
+  const std::size_t V = model_.vocab_size;
   step_result out;
   out.step_index = plan.step_index;
   out.seqs.resize(plan.seqs.size());
-  if (plan.seqs.empty()) return out;
-  cudaStream_t s = stream_.get();
-  const std::size_t V = model_.vocab_size;
-  // The current device is per host thread: the worker thread that calls execute() need not be
-  // the one that created the backend.
-  KVSERVE_CUDA_TRY(cudaSetDevice(config_.device));
-  if (config_.record_step_gaps) KVSERVE_CUDA_TRY(cudaEventRecord(step_begin_.get(), s));
-  KVSERVE_STATUS_TRY(copy_inputs(in));
-  std::vector<float> host_logits;
-  const int num_sample_rows = static_cast<int>(in.sampling.size());
-  if (in.decode_only) {
-    KVSERVE_STATUS_TRY(run_decode(in));
-    // Rows the host reads: each sequence's last row, where it asked for logits or logprobs.
-    bool any = false;
-    for (const auto& o : in.outputs) any = any || o.num_logits_rows > 0;
-    if (any) {
-      host_logits.resize(static_cast<std::size_t>(in.num_rows) * V);
-      for (const seq_outputs& o : in.outputs) {
-        if (o.num_logits_rows == 0) continue;
-        const std::size_t off = static_cast<std::size_t>(o.first_logits_row) * V;
-        KVSERVE_CUDA_TRY(cudaMemcpyAsync(host_logits.data() + off, logits_.get() + off,
-                                         V * sizeof(float), cudaMemcpyDeviceToHost, s));
-      }
-    }
-  } else {
-    KVSERVE_STATUS_TRY(run_general(in, host_logits));
-  }
-  if (num_sample_rows > 0) {
-    KVSERVE_CUDA_TRY(cudaMemcpyAsync(h_sampled_.get(), d_sampled_.get(),
-                                     num_sample_rows * sizeof(std::int32_t), cudaMemcpyDeviceToHost,
-                                     s));
-  }
-  if (config_.record_step_gaps) KVSERVE_CUDA_TRY(cudaEventRecord(step_end_[step_parity_].get(), s));
-  KVSERVE_CUDA_TRY(cudaStreamSynchronize(s));
-  ++stats_.steps_executed;
-  if (config_.record_step_gaps) {
-    if (have_prev_step_) {
-      float ms = 0.0f;
-      KVSERVE_CUDA_TRY(
-          cudaEventElapsedTime(&ms, step_end_[1 - step_parity_].get(), step_begin_.get()));
-      step_gaps_us_.push_back(ms * 1000.0f);
-    }
-    have_prev_step_ = true;
-    step_parity_ = 1 - step_parity_;
-  }
-
   for (std::size_t i = 0; i < plan.seqs.size(); ++i) {
     const sequence_step& seq = plan.seqs[i];
     const seq_outputs& o = in.outputs[i];
@@ -576,7 +640,7 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
                             : nullptr;
     const int n = static_cast<int>(seq.tokens.size());
     if (seq.sample && o.sample_row >= 0) {
-      r.sampled_token = h_sampled_[o.sample_row];
+      r.sampled_token = sampled[o.sample_row];
       if (seq.sampling.logprobs >= 0 && rows) {
         const float* last = rows + static_cast<std::size_t>(o.num_logits_rows - 1) * V;
         r.sampled_logprobs = compute_logprobs({last, V}, *r.sampled_token, seq.sampling.logprobs);
@@ -600,6 +664,160 @@ result<step_result> cuda_backend::execute(const step_plan& plan) {
                                                      *target, seq.prompt_logprobs));
       }
     }
+  }
+  return out;
+}
+
+result<step_result> cuda_backend::execute(const step_plan& plan) {
+  if (!in_flight_.empty())
+    return status{status_code::kInvalidArgument, "execute while submitted steps are in flight"};
+  KVSERVE_STATUS_TRY(submit(plan));
+  return collect();
+}
+
+// One step through three streams. Upload: the packed inputs (one copy) into the slot's device
+// buffer, once the slot's previous step (two steps back, already collected) is done with it.
+// Compute: waits for the inputs, runs the step (graph or eager), samples into the slot. Download:
+// the sampled tokens back to pinned memory once the step is done, while the next step runs.
+// Steps whose sequences read host logits rows finish inside submit.
+status cuda_backend::submit(const step_plan& plan) {
+  if (in_flight_.size() >= 2)
+    return {status_code::kInvalidArgument, "two steps are in flight: collect one first"};
+  KVSERVE_CUDA_TRY(cudaSetDevice(config_.device));
+  const int si = next_slot_;
+  step_slot& slot = slots_[si];
+  const int prev = 1 - si;
+  step_limits lim;
+  lim.vocab_size = model_.vocab_size;
+  lim.num_kv_blocks = num_kv_blocks_;
+  lim.block_size = config_.block_size;
+  lim.max_model_len = max_model_len_;
+  lim.max_num_seqs = config_.max_num_seqs;
+  lim.max_num_tokens = max_tokens_;
+  lim.max_rows = max_rows_;
+  lim.small_step_max_tokens = config_.small_step_max_tokens;
+  lim.max_blocks_per_seq = max_blocks_per_seq_;
+  lim.max_logits_rows = max_logits_rows_;
+  lim.token_list_capacity = token_list_capacity_;
+  lim.gqa_group = model_.num_heads / model_.num_kv_heads;
+  last_sample_source last;
+  last.rows = &prev_rows_;
+  last.host_token = [&](std::int32_t row) -> result<std::int32_t> {
+    KVSERVE_CUDA_TRY(cudaEventSynchronize(slots_[prev].results_ready.get()));
+    return slots_[prev].h_sampled[row];
+  };
+  // The slot's previous step was collected (at most two in flight), so its inputs may go.
+  KVSERVE_STATUS_TRY(build_step_inputs(plan, lim, &decode_bucket, &last, slot.in));
+  const step_inputs& in = slot.in;
+  slot.step_index = plan.step_index;
+  slot.ids.clear();
+  for (const auto& q : plan.seqs) slot.ids.push_back(q.id);
+  slot.done.reset();
+  slot.gap_index = slot.prev_gap_index = -1;
+  std::vector<std::pair<seq_id, std::int32_t>> rows;
+  for (std::size_t i = 0; i < plan.seqs.size(); ++i)
+    if (in.outputs[i].sample_row >= 0) rows.emplace_back(plan.seqs[i].id, in.outputs[i].sample_row);
+  std::sort(rows.begin(), rows.end());
+  if (plan.seqs.empty()) {
+    slot.done = step_result{plan.step_index, {}};
+  } else {
+    cudaStream_t s = stream_.get();
+    const pack_layout l = layout_of(in);
+    unsigned char* h = slot.h_pack.get();
+    auto put = [&](std::size_t off, const auto& v) {
+      if (!v.empty()) std::memcpy(h + off, v.data(), v.size() * sizeof(v[0]));
+    };
+    put(l.tokens, in.tokens);
+    put(l.gather_src, in.gather_src);
+    put(l.positions, in.positions);
+    put(l.slots, in.slot_mapping);
+    put(l.context_lens, in.context_lens);
+    put(l.logits_rows, in.logits_rows);
+    put(l.sampling, in.sampling);
+    put(l.items, in.items);
+    put(l.block_tables, in.block_tables);
+    put(l.token_lists, in.token_lists);
+    KVSERVE_CUDA_TRY(cudaStreamWaitEvent(upload_stream_.get(), slot.forward_done.get(), 0));
+    KVSERVE_CUDA_TRY(cudaMemcpyAsync(slot.d_pack.get(), h, l.bytes, cudaMemcpyHostToDevice,
+                                     upload_stream_.get()));
+    KVSERVE_CUDA_TRY(cudaEventRecord(slot.inputs_ready.get(), upload_stream_.get()));
+    KVSERVE_CUDA_TRY(cudaStreamWaitEvent(s, slot.inputs_ready.get(), 0));
+    if (config_.record_step_gaps) {
+      slot.gap_index = gap_counter_ % 4;
+      if (have_prev_step_) slot.prev_gap_index = (gap_counter_ + 3) % 4;
+      KVSERVE_CUDA_TRY(cudaEventRecord(gap_begin_[slot.gap_index].get(), s));
+    }
+    const step_ptrs p = pointers(si, l);
+    std::vector<float> host_logits;
+    bool host_rows = false;
+    for (const auto& o : in.outputs) host_rows = host_rows || o.num_logits_rows > 0;
+    if (in.decode_only) {
+      KVSERVE_STATUS_TRY(run_decode(in, si, p));
+      if (config_.record_step_gaps)
+        KVSERVE_CUDA_TRY(cudaEventRecord(gap_end_[slot.gap_index].get(), s));
+      if (host_rows) {  // each sequence's last row, where it asked for logits or logprobs
+        const std::size_t V = model_.vocab_size;
+        host_logits.resize(static_cast<std::size_t>(in.num_rows) * V);
+        for (const seq_outputs& o : in.outputs) {
+          if (o.num_logits_rows == 0) continue;
+          const std::size_t off = static_cast<std::size_t>(o.first_logits_row) * V;
+          KVSERVE_CUDA_TRY(cudaMemcpyAsync(host_logits.data() + off, logits_.get() + off,
+                                           V * sizeof(float), cudaMemcpyDeviceToHost, s));
+        }
+      }
+    } else {
+      KVSERVE_STATUS_TRY(run_general(in, p, host_logits));
+      if (config_.record_step_gaps)
+        KVSERVE_CUDA_TRY(cudaEventRecord(gap_end_[slot.gap_index].get(), s));
+    }
+    KVSERVE_CUDA_TRY(cudaEventRecord(slot.forward_done.get(), s));
+    cudaStream_t d = download_stream_.get();
+    KVSERVE_CUDA_TRY(cudaStreamWaitEvent(d, slot.forward_done.get(), 0));
+    if (!in.sampling.empty()) {
+      KVSERVE_CUDA_TRY(cudaMemcpyAsync(slot.h_sampled.get(), slot.d_sampled.get(),
+                                       in.sampling.size() * sizeof(std::int32_t),
+                                       cudaMemcpyDeviceToHost, d));
+    }
+    KVSERVE_CUDA_TRY(cudaEventRecord(slot.results_ready.get(), d));
+    if (host_rows) {
+      KVSERVE_CUDA_TRY(cudaEventSynchronize(slot.results_ready.get()));
+      KVSERVE_CUDA_TRY(cudaStreamSynchronize(s));
+      slot.done = build_result(plan, in, slot.h_sampled.get(), host_logits);
+    }
+    ++gap_counter_;
+    have_prev_step_ = true;
+  }
+  prev_rows_ = std::move(rows);
+  in_flight_.push_back(si);
+  next_slot_ = 1 - si;
+  return status::ok();
+}
+
+result<step_result> cuda_backend::collect() {
+  if (in_flight_.empty())
+    return status{status_code::kInvalidArgument, "collect: no step is in flight"};
+  const int si = in_flight_.front();
+  in_flight_.pop_front();
+  step_slot& slot = slots_[si];
+  KVSERVE_CUDA_TRY(cudaSetDevice(config_.device));
+  if (!slot.ids.empty()) {
+    KVSERVE_CUDA_TRY(cudaEventSynchronize(slot.results_ready.get()));
+    ++stats_.steps_executed;
+  }
+  if (slot.gap_index >= 0 && slot.prev_gap_index >= 0) {
+    float ms = 0.0f;
+    KVSERVE_CUDA_TRY(cudaEventElapsedTime(&ms, gap_end_[slot.prev_gap_index].get(),
+                                          gap_begin_[slot.gap_index].get()));
+    step_gaps_us_.push_back(ms * 1000.0f);
+  }
+  if (slot.done) return std::move(*slot.done);
+  step_result out;
+  out.step_index = slot.step_index;
+  out.seqs.resize(slot.ids.size());
+  for (std::size_t i = 0; i < slot.ids.size(); ++i) {
+    out.seqs[i].id = slot.ids[i];
+    const int row = slot.in.outputs[i].sample_row;
+    if (row >= 0) out.seqs[i].sampled_token = slot.h_sampled[row];
   }
   return out;
 }
@@ -639,6 +857,11 @@ std::size_t cuda_kv_pool_bytes(const backend& b) {
 std::vector<float> cuda_step_gaps_us(const backend& b) {
   const auto* c = dynamic_cast<const cuda::cuda_backend*>(&b);
   return c ? c->step_gaps_us() : std::vector<float>{};
+}
+
+std::vector<float> cuda_step_gaps_device_us(const backend& b) {
+  const auto* c = dynamic_cast<const cuda::cuda_backend*>(&b);
+  return c ? c->step_gaps_device_us() : std::vector<float>{};
 }
 
 result<std::unique_ptr<backend>> make_cuda_backend_dummy(const cuda_backend_config& config,

@@ -33,8 +33,9 @@ struct cuda_backend_config {
   bool tune_gemm = true;
   /// Logs the chosen sizes to stderr.
   bool log = true;
-  /// Records CUDA events at the start and end of each step's device work, so that the GPU's
-  /// idle time between consecutive steps can be read (cuda_step_gaps_us). Benchmarks only.
+  /// Records CUDA events just before each step's first kernel (after its inputs arrived) and
+  /// after its last (sampling), so that the GPU's idle time between consecutive steps can be
+  /// read (cuda_step_gaps_us). Benchmarks and tests.
   bool record_step_gaps = false;
   /// Steps of at most this many tokens in all (short prompts, a prompt chunk beside decodes)
   /// run like decode steps: one row per token through the split-KV decode attention and the
@@ -73,9 +74,17 @@ result<std::unique_ptr<backend>> make_cuda_backend_dummy(const cuda_backend_conf
 /// it, so allocator rounding included); 0 for a backend not made by this file's factories.
 std::size_t cuda_kv_pool_bytes(const backend& b);
 
-/// With record_step_gaps: for each step after the first, the time in microseconds from the end
-/// of the previous step's device work to the start of this one's (CUDA events on the backend's
-/// stream: the GPU idles in between). Empty otherwise.
+/// With record_step_gaps: for each collected step after the first, the time in microseconds
+/// from the end of the previous step's kernels to the start of this one's (CUDA events on the
+/// backend's compute stream: the GPU's compute idles in between, input uploads included).
+/// Empty otherwise.
 std::vector<float> cuda_step_gaps_us(const backend& b);
+
+/// With record_step_gaps: the same idle time from device timestamps (the GPU's global timer,
+/// read by a one-thread kernel that is the first and the last kernel of every step, inside its
+/// graph): for each of the last 4,096 steps after the first, the time in microseconds from the
+/// previous step's last kernel to this step's first, graph launch included. Empty otherwise.
+std::vector<float> cuda_step_gaps_device_us(const backend& b);
+#define KVSERVE_CUDA_DEVICE_STEP_GAPS 1
 
 }  // namespace kvserve

@@ -1,6 +1,7 @@
 #include "cuda/step_inputs.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "cuda/cuda_check.hpp"
@@ -11,18 +12,18 @@ namespace {
 
 status invalid(const std::string& message) { return {status_code::kInvalidArgument, message}; }
 
-status check_sequence(const sequence_step& s, const step_limits& l) {
+// `placeholder`: tokens[0] is input_from_last_sample's placeholder (not checked).
+status check_sequence(const sequence_step& s, const step_limits& l, bool placeholder) {
   const std::string id = "sequence " + std::to_string(s.id) + ": ";
   if (s.tokens.empty()) return invalid(id + "no tokens");
-  if (s.input_from_last_sample) return invalid(id + "input_from_last_sample is still set");
   if (s.start_position < 0) return invalid(id + "negative start position");
   const std::int64_t end = static_cast<std::int64_t>(s.start_position) + s.tokens.size();
   if (end > l.max_model_len)
     return invalid(id + "positions up to " + std::to_string(end) + " exceed max_model_len " +
                    std::to_string(l.max_model_len));
-  for (std::int32_t t : s.tokens)
-    if (t < 0 || t >= l.vocab_size)
-      return invalid(id + "token " + std::to_string(t) + " outside the vocabulary");
+  for (std::size_t j = placeholder ? 1 : 0; j < s.tokens.size(); ++j)
+    if (s.tokens[j] < 0 || s.tokens[j] >= l.vocab_size)
+      return invalid(id + "token " + std::to_string(s.tokens[j]) + " outside the vocabulary");
   const std::int64_t blocks_needed = (end + l.block_size - 1) / l.block_size;
   if (static_cast<std::int64_t>(s.block_table.size()) < blocks_needed)
     return invalid(id + "block table has " + std::to_string(s.block_table.size()) +
@@ -39,8 +40,9 @@ status check_sequence(const sequence_step& s, const step_limits& l) {
   return status::ok();
 }
 
+// `extra_output`: a token to count after penalty_output_tokens (input_from_last_sample), or -1.
 device_sampling_row make_sampling_row(const sequence_step& s, int logits_row,
-                                      std::vector<std::int32_t>& lists) {
+                                      std::vector<std::int32_t>& lists, std::int32_t extra_output) {
   device_sampling_row r;
   const auto& p = s.sampling;
   r.seed = p.seed;
@@ -62,6 +64,10 @@ device_sampling_row make_sampling_row(const sequence_step& s, int logits_row,
   if (p.uses_penalties()) {
     append(s.penalty_prompt_tokens, r.prompt_begin, r.prompt_count);
     append(s.penalty_output_tokens, r.output_begin, r.output_count);
+    if (extra_output >= 0) {
+      lists.push_back(extra_output);
+      ++r.output_count;
+    }
   }
   append(s.suppressed_tokens, r.suppressed_begin, r.suppressed_count);
   return r;
@@ -84,7 +90,7 @@ bool is_decode_shaped(const step_plan& plan, const step_limits& l) {
 }
 
 status build_step_inputs(const step_plan& plan, const step_limits& l, int (*decode_rows)(int, int),
-                         step_inputs& out) {
+                         const last_sample_source* prev, step_inputs& out) {
   const int num_seqs = static_cast<int>(plan.seqs.size());
   out = step_inputs{};
   out.num_seqs = num_seqs;
@@ -94,10 +100,34 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
     return invalid("step has " + std::to_string(num_seqs) + " sequences, max_num_seqs is " +
                    std::to_string(l.max_num_seqs));
   int num_tokens = 0;
-  for (const auto& s : plan.seqs) {
-    KVSERVE_STATUS_TRY(check_sequence(s, l));
+  // input_from_last_sample: the previous step's sample row, or the token itself (penalties).
+  std::vector<std::int32_t> from_row(num_seqs, -1), host_token(num_seqs, -1);
+  for (int i = 0; i < num_seqs; ++i) {
+    const auto& s = plan.seqs[i];
+    KVSERVE_STATUS_TRY(check_sequence(s, l, s.input_from_last_sample));
     num_tokens += static_cast<int>(s.tokens.size());
+    if (!s.input_from_last_sample) continue;
+    const std::string id = "sequence " + std::to_string(s.id) + ": ";
+    if (!prev || !prev->rows) return invalid(id + "input_from_last_sample is set");
+    const auto it =
+        std::lower_bound(prev->rows->begin(), prev->rows->end(),
+                         std::make_pair(s.id, std::numeric_limits<std::int32_t>::min()));
+    if (it == prev->rows->end() || it->first != s.id)
+      return invalid(id + "input_from_last_sample, but the previous step sampled no token for it");
+    if (s.sample && s.sampling.uses_penalties()) {
+      auto t = prev->host_token(it->second);
+      if (!t) return t.error();
+      host_token[i] = *t;
+    } else {
+      from_row[i] = it->second;
+    }
   }
+  // Row r of sequence i, token j: its token (0 where it is gathered on the device).
+  auto token_of = [&](int i, int j) -> std::int32_t {
+    if (j == 0 && plan.seqs[i].input_from_last_sample)
+      return host_token[i] >= 0 ? host_token[i] : 0;
+    return plan.seqs[i].tokens[j];
+  };
   if (num_tokens > l.max_num_tokens)
     return invalid("step has " + std::to_string(num_tokens) + " tokens, the backend takes " +
                    std::to_string(l.max_num_tokens));
@@ -116,6 +146,7 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
     const int rows = decode_rows(num_tokens, l.max_rows);
     out.num_rows = rows;
     out.tokens.assign(rows, 0);
+    out.gather_src.assign(rows, -1);
     out.positions.assign(rows, 0);
     out.slot_mapping.assign(rows, -1);
     out.context_lens.assign(rows, 0);
@@ -126,9 +157,10 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
     for (int i = 0; i < num_seqs; ++i) {
       const auto& s = plan.seqs[i];
       const int n = static_cast<int>(s.tokens.size());
+      if (from_row[i] >= 0) out.gather_src[r] = from_row[i];
       for (int j = 0; j < n; ++j, ++r) {
         const int pos = s.start_position + j;
-        out.tokens[r] = s.tokens[j];
+        out.tokens[r] = token_of(i, j);
         out.positions[r] = pos;
         out.slot_mapping[r] = slot_of(s, pos);
         out.context_lens[r] = pos + 1;
@@ -136,7 +168,7 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
       }
       const int last = r - 1;
       if (s.sample) {
-        out.sampling[last] = make_sampling_row(s, last, out.token_lists);
+        out.sampling[last] = make_sampling_row(s, last, out.token_lists, host_token[i]);
         out.outputs[i].sample_row = last;
       }
       const bool host_row =
@@ -159,7 +191,8 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
       const int n = static_cast<int>(s.tokens.size());
       for (int j = 0; j < n; ++j) {
         const int pos = s.start_position + j;
-        out.tokens.push_back(s.tokens[j]);
+        out.tokens.push_back(token_of(i, j));
+        out.gather_src.push_back(j == 0 ? from_row[i] : -1);
         out.positions.push_back(pos);
         out.slot_mapping.push_back(slot_of(s, pos));
       }
@@ -182,7 +215,7 @@ status build_step_inputs(const step_plan& plan, const step_limits& l, int (*deco
       const int row = static_cast<int>(out.logits_rows.size());
       out.logits_rows.push_back(first[i] + static_cast<int>(s.tokens.size()) - 1);
       out.outputs[i].sample_row = static_cast<int>(out.sampling.size());
-      out.sampling.push_back(make_sampling_row(s, row, out.token_lists));
+      out.sampling.push_back(make_sampling_row(s, row, out.token_lists, host_token[i]));
       if (s.return_logits == logits_mode::kLast || s.sampling.logprobs >= 0) {
         if (s.prompt_logprobs < 0 && s.return_logits != logits_mode::kAll) {
           out.outputs[i].first_logits_row = row;

@@ -3,6 +3,8 @@
 /// kernels read (the one place where plan data is validated and converted for the device).
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "cuda/kernels.hpp"
@@ -46,9 +48,12 @@ struct seq_outputs {
 struct step_inputs {
   bool decode_only = false;  // decode-shaped (decode attention, graphs)
   int num_seqs = 0;
-  int num_rows = 0;                           // decode: padded batch; otherwise: num_tokens
-  int num_tokens = 0;                         // real tokens
-  std::vector<std::int32_t> tokens;           // [num_rows]
+  int num_rows = 0;                  // decode: padded batch; otherwise: num_tokens
+  int num_tokens = 0;                // real tokens
+  std::vector<std::int32_t> tokens;  // [num_rows]
+  /// [num_rows]: >= 0: the row's token is the previous step's sampled[gather_src] (taken on
+  /// the device; tokens[row] is then 0); -1: tokens[row].
+  std::vector<std::int32_t> gather_src;
   std::vector<std::int32_t> positions;        // [num_rows]
   std::vector<std::int32_t> slot_mapping;     // [num_rows], -1 for padding
   std::vector<std::int32_t> context_lens;     // decode: [num_rows], 0 for padding
@@ -66,10 +71,21 @@ struct step_inputs {
 /// several tokens).
 bool is_decode_shaped(const step_plan& plan, const step_limits& limits);
 
+/// Where sequences with input_from_last_sample find their token: the previous submitted step's
+/// sample rows by sequence id (sorted by id), and, for sequences whose sampling uses penalties
+/// (their penalty lists need the token on the host), a function that waits for that step and
+/// returns the token of a row.
+struct last_sample_source {
+  const std::vector<std::pair<seq_id, std::int32_t>>* rows = nullptr;
+  std::function<result<std::int32_t>(std::int32_t row)> host_token;
+};
+
 /// Validates `plan` (as the CPU backend does: token ids, block ids, block-table coverage,
 /// positions, sampling parameters) and fills `out`. `decode_rows(n, max_rows)` is the padded
-/// row count of a decode-shaped step of n tokens. kInvalidArgument on a bad plan.
+/// row count of a decode-shaped step of n tokens. `prev`: null rejects input_from_last_sample.
+/// kInvalidArgument on a bad plan.
 [[nodiscard]] status build_step_inputs(const step_plan& plan, const step_limits& limits,
-                                       int (*decode_rows)(int, int), step_inputs& out);
+                                       int (*decode_rows)(int, int), const last_sample_source* prev,
+                                       step_inputs& out);
 
 }  // namespace kvserve::cuda

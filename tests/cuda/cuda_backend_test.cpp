@@ -646,5 +646,171 @@ TEST(CudaSmallStepGraphs, HostLogitsRowsKeepTheGeneralPath) {
   EXPECT_EQ((*b)->stats().cuda_graph_replays, 1u);
 }
 
+// ---- asynchronous steps: submit(N + 1) before collect(N) ----------------------------------
+
+// Five sequences: a prefill, then `steps` steps in which every running sequence decodes its
+// last sampled token, and sequence 4 arrives at step 3 with a 12-token prompt (a mixed small
+// step). Seeded top-p sampling; sequence 2 also uses penalties (its token is then read back on
+// the host before the next step is queued). `async`: each step is submitted before the
+// previous one is collected, its decode tokens marked input_from_last_sample. Returns every
+// sampled token in step order.
+std::vector<std::int32_t> generate_async(backend& b, int steps, bool async) {
+  std::mt19937 rng(23);
+  const int num_seqs = 5;
+  const int per_seq = b.num_kv_blocks() / num_seqs;
+  auto tables = make_tables(num_seqs, per_seq, per_seq * num_seqs, rng);
+  std::vector<std::vector<std::int32_t>> prompt(num_seqs), output(num_seqs);
+  for (int s = 0; s < num_seqs; ++s) {
+    prompt[s].resize(s == 4 ? 12 : 4 + 3 * s);
+    for (auto& t : prompt[s]) t = static_cast<std::int32_t>(rng() % b.config().vocab_size);
+  }
+  auto make_step = [&](int step) {
+    step_plan p;
+    p.step_index = step;
+    for (int s = 0; s < num_seqs; ++s) {
+      const bool arrives = s == 4 ? step == 3 : step == 0;
+      if (!arrives && (s == 4 ? step < 3 : false)) continue;
+      sequence_step q;
+      q.id = static_cast<seq_id>(s);
+      const int len = static_cast<int>(prompt[s].size());
+      if (arrives) {
+        q.tokens = prompt[s];
+      } else {
+        // Decode: position of the last sampled token. Synchronous runs know it already.
+        const int generated = s == 4 ? step - 3 : step;
+        q.start_position = len + generated - 1;
+        if (async) {
+          q.tokens = {-1};
+          q.input_from_last_sample = true;
+        } else {
+          q.tokens = {output[s].back()};
+        }
+      }
+      q.block_table = tables[s];
+      q.sample = true;
+      q.sampling.temperature = 0.9f;
+      q.sampling.top_p = 0.95f;
+      q.sampling.seed = 70 + s;
+      if (s == 2) {
+        q.sampling.repetition_penalty = 1.3f;
+        q.sampling.frequency_penalty = 0.5f;
+        q.penalty_prompt_tokens = prompt[s];
+        // Submitted ahead, the list lacks the pending token (the host has not collected it
+        // yet); the backend appends it.
+        q.penalty_output_tokens = output[s];
+      }
+      p.seqs.push_back(q);
+    }
+    return p;
+  };
+  std::vector<std::int32_t> out;
+  auto take = [&](const result<step_result>& r) {
+    EXPECT_TRUE(r.is_ok()) << r.error().message();
+    if (!r.is_ok()) return false;
+    for (const auto& q : r->seqs) {
+      EXPECT_TRUE(q.sampled_token.has_value());
+      if (!q.sampled_token) return false;
+      out.push_back(*q.sampled_token);
+      if (!async) output[q.id].push_back(*q.sampled_token);
+    }
+    return true;
+  };
+  if (!async) {
+    for (int step = 0; step <= steps; ++step) {
+      if (!take(b.execute(make_step(step)))) return out;
+    }
+    return out;
+  }
+  // Async: the host learns step N's tokens only after submitting step N + 1, so it tracks
+  // them for the penalty lists one step late, exactly as a worker would.
+  status st = b.submit(make_step(0));
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  for (int step = 1; step <= steps + 1; ++step) {
+    if (step <= steps) {
+      st = b.submit(make_step(step));
+      EXPECT_TRUE(st.is_ok()) << st.message();
+      if (!st.is_ok()) return out;
+    }
+    auto r = b.collect();
+    if (!take(r)) return out;
+    for (const auto& q : r->seqs) output[q.id].push_back(*q.sampled_token);
+  }
+  return out;
+}
+
+class CudaBackendAsync : public ::testing::TestWithParam<bool> {};  // enforce_eager
+
+TEST_P(CudaBackendAsync, SubmittedAheadEqualsSynchronousExecute) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  const model_config c = small_config(64, 3, false, false);
+  const model_weights w = bf16_dummy_weights(c, 31);
+  auto cfg = gpu_config(16, GetParam());
+  cfg.num_kv_blocks = 200;
+  cfg.record_step_gaps = true;
+  auto sync_backend = make_cuda_backend(cfg, c, w);
+  auto async_backend = make_cuda_backend(cfg, c, w);
+  ASSERT_TRUE(sync_backend.is_ok() && async_backend.is_ok());
+  const auto a = generate_async(**sync_backend, 16, false);
+  const auto b = generate_async(**async_backend, 16, true);
+  EXPECT_EQ(a.size(), 4u * 17 + 14);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ((*sync_backend)->stats().steps_executed, 17u);
+  EXPECT_EQ((*async_backend)->stats().steps_executed, 17u);
+  EXPECT_EQ((*async_backend)->stats().cuda_graph_replays,
+            (*sync_backend)->stats().cuda_graph_replays);
+  // One gap per step after the first, by events and by device timestamps (no timing goal
+  // here: bench/cuda_step_bench measures them).
+  for (const auto& gaps :
+       {cuda_step_gaps_us(**async_backend), cuda_step_gaps_device_us(**async_backend)}) {
+    EXPECT_EQ(gaps.size(), 16u);
+    for (float g : gaps) {
+      EXPECT_GE(g, 0.0f);
+      EXPECT_LT(g, 1e7f);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(GraphsAndEager, CudaBackendAsync, ::testing::Values(false, true));
+
+TEST(CudaBackendAsyncErrors, MisuseIsReported) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  const model_config c = small_config(64, 3, false, false);
+  const model_weights w = bf16_dummy_weights(c, 3);
+  auto b = make_cuda_backend(gpu_config(16, false), c, w);
+  ASSERT_TRUE(b.is_ok());
+  backend& be = **b;
+  EXPECT_EQ(be.collect().error().code(), status_code::kInvalidArgument);
+  step_plan p;
+  sequence_step q;
+  q.id = 7;
+  q.tokens = {-1};
+  q.input_from_last_sample = true;
+  q.block_table = {0};
+  q.sample = true;
+  p.seqs.push_back(q);
+  // No previous step: nothing to take the token from.
+  EXPECT_EQ(be.submit(p).code(), status_code::kInvalidArgument);
+  EXPECT_EQ(be.execute(p).error().code(), status_code::kInvalidArgument);
+  p.seqs[0].tokens = {5};
+  p.seqs[0].input_from_last_sample = false;
+  ASSERT_TRUE(be.submit(p).is_ok());
+  p.seqs[0].tokens = {-1};
+  p.seqs[0].input_from_last_sample = true;
+  p.seqs[0].start_position = 1;
+  ASSERT_TRUE(be.submit(p).is_ok());
+  p.seqs[0].start_position = 2;
+  EXPECT_EQ(be.submit(p).code(), status_code::kInvalidArgument);  // two in flight
+  EXPECT_EQ(be.execute(p).error().code(), status_code::kInvalidArgument);
+  auto r1 = be.collect();
+  auto r2 = be.collect();
+  ASSERT_TRUE(r1.is_ok() && r2.is_ok());
+  EXPECT_TRUE(r1->seqs[0].sampled_token.has_value());
+  EXPECT_TRUE(r2->seqs[0].sampled_token.has_value());
+  // A sequence the previous step did not sample.
+  p.seqs[0].id = 8;
+  EXPECT_EQ(be.submit(p).code(), status_code::kInvalidArgument);
+  EXPECT_EQ(be.collect().error().code(), status_code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kvserve::cuda::test
