@@ -22,7 +22,8 @@ struct sequence_step {
   seq_id id = 0;
   std::vector<std::int32_t> tokens;  ///< a prefill chunk, or the one decode token
   /// Async scheduling: tokens[0] is a placeholder for the token sampled for this sequence in
-  /// the previous step. The worker fills it in before the backend runs; backends never see it set.
+  /// the previous step. backend::execute never sees it set (the worker fills it in);
+  /// backend::submit takes it from the previous submitted step (model/backend.hpp).
   bool input_from_last_sample = false;
   std::int32_t start_position = 0;  ///< tokens whose KV is already in the blocks
   /// Physical block ids; block i holds positions [i*block_size, (i+1)*block_size).
