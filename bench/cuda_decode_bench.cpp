@@ -88,6 +88,7 @@ void bench_matmul(cudaStream_t s) {
       for (int path : {1, 2}) {
         if (path == 1 && m > kGemvMaxRows) continue;
         g.force_path(path);
+        set_gemv_variant(0);
         t[path - 1] = time_ms(
             [&](int i) {
               CHECK_OK(g.run(x.get(), w.get() + elems * (i % copies), m, sh.n, sh.k, y.get(), s));
@@ -99,64 +100,150 @@ void bench_matmul(cudaStream_t s) {
       std::printf("| %s | %d | %s | %.1f | %.0f%% |\n", sh.name, m,
                   t[0] > 0 ? std::to_string(t[0] * 1e3).substr(0, 6).c_str() : "-", t[1] * 1e3,
                   100.0 * bytes / (best * 1e-3) / g_copy_bw);
+      // KVSERVE_BENCH_SWEEP=1: the batch-1 GEMV shapes (set_gemv_variant), back to back.
+      if (m == 1 && std::getenv("KVSERVE_BENCH_SWEEP")) {
+        g.force_path(1);
+        for (int variant : {0, 1, 2, 3, 4}) {
+          set_gemv_variant(variant);
+          const double tv = time_ms(
+              [&](int i) {
+                for (int rep = 0; rep < 4; ++rep)
+                  CHECK_OK(g.run(x.get(), w.get() + elems * ((4 * i + rep) % copies), m, sh.n, sh.k,
+                                 y.get(), s));
+              },
+              s);
+          std::printf("| %s | 1 | variant %d, 4 back to back: %.2f us each | | %.0f%% |\n", sh.name,
+                      variant, tv * 1e3 / 4, 100.0 * bytes / (tv / 4 * 1e-3) / g_copy_bw);
+        }
+        set_gemv_variant(0);
+      }
     }
   }
 }
 
+// Integer list from an environment variable ("1,2,4"), or `fallback` when unset.
+std::vector<int> env_list(const char* name, std::vector<int> fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  std::vector<int> out;
+  for (const char* p = v; *p;) {
+    char* end = nullptr;
+    const long n = std::strtol(p, &end, 10);
+    if (end == p) break;
+    out.push_back(static_cast<int>(n));
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
+struct attention_timing {
+  double us = 0;
+  double of_copy = 0;  // KV bytes / time over the copy bandwidth
+  int splits = 0;
+  double us_b2b = 0;  // per launch, 4 launches back to back (as the layers of a decode step)
+  double of_copy_b2b = 0;
+};
+
+// Paged decode attention alone (32 q / 8 kv heads, head dim 128, bf16 KV): `batch` sequences of
+// `ctx` tokens over a scattered block table. splits / stages / min_split 0: the defaults.
+attention_timing time_attention(int bs, int batch, int ctx, cudaStream_t s, int splits = 0,
+                                int stages = 0, int min_split = 0, bool with_b2b = false) {
+  const int nh = 32, nkv = 8, hd = 128;
+  const int blocks_per_seq = ctx / bs;
+  const std::size_t num_blocks = static_cast<std::size_t>(batch) * blocks_per_seq;
+  const std::size_t elems = num_blocks * nkv * bs * hd;
+  device_buffer<bf16> k, v;
+  device_buffer<float> q, po, pml;
+  device_buffer<bf16> out;
+  device_buffer<std::int32_t> tables, lens;
+  CHECK_OK(k.allocate(elems));
+  CHECK_OK(v.allocate(elems));
+  CHECK_CUDA(launch_fill_uniform_bf16(k.get(), elems, 5, 1.0f, s));
+  CHECK_CUDA(launch_fill_uniform_bf16(v.get(), elems, 6, 1.0f, s));
+  std::vector<std::int32_t> t(num_blocks);
+  for (std::size_t i = 0; i < num_blocks; ++i)  // a scattered but fixed permutation
+    t[i] = static_cast<std::int32_t>((i * 7919) % num_blocks);
+  CHECK_OK(tables.allocate(num_blocks));
+  CHECK_CUDA(cudaMemcpy(tables.get(), t.data(), num_blocks * 4, cudaMemcpyHostToDevice));
+  std::vector<std::int32_t> l(batch, ctx);
+  CHECK_OK(lens.allocate(batch));
+  CHECK_CUDA(cudaMemcpy(lens.get(), l.data(), batch * 4, cudaMemcpyHostToDevice));
+  int sms = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  if (splits <= 0)
+    splits = decode_attention_splits(batch, nh, nkv, hd, sms, kv_storage::kBf16, stages);
+  CHECK_OK(q.allocate(batch * nh * hd));
+  CHECK_CUDA(launch_fill_f32(q.get(), std::int64_t{batch} * nh * hd, 0.05f, s));
+  CHECK_OK(po.allocate(std::size_t{1} * batch * nh * splits * hd));
+  CHECK_OK(pml.allocate(std::size_t{1} * batch * nh * splits * 2));
+  CHECK_OK(out.allocate(batch * nh * hd));
+  decode_attention_args a;
+  a.q = q.get();
+  a.kv = {k.get(), v.get(), nkv, bs, hd};
+  a.block_tables = tables.get();
+  a.context_lens = lens.get();
+  a.num_seqs = batch;
+  a.num_heads = nh;
+  a.max_blocks_per_seq = blocks_per_seq;
+  a.num_splits = splits;
+  a.scale = 0.088f;
+  a.partial_out = po.get();
+  a.partial_ml = pml.get();
+  a.out = out.get();
+  a.kv_stages = stages;
+  a.min_split_tokens = min_split;
+  const double ms = time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 30);
+  const double bytes = 2.0 * elems * 2;
+  attention_timing r{ms * 1e3, 100.0 * bytes / (ms * 1e-3) / g_copy_bw, splits};
+  if (with_b2b) {
+    const double ms4 = time_ms(
+        [&](int) {
+          for (int rep = 0; rep < 4; ++rep) CHECK_CUDA(launch_decode_attention(a, s));
+        },
+        s, 30);
+    r.us_b2b = ms4 / 4 * 1e3;
+    r.of_copy_b2b = 100.0 * bytes / (ms4 / 4 * 1e-3) / g_copy_bw;
+  }
+  return r;
+}
+
 void bench_attention(cudaStream_t s) {
   std::printf(
-      "\n| decode attention | block | batch | context | us | of copy BW | splits "
-      "|\n|---|---|---|---|---|---|---|\n");
-  const int nh = 32, nkv = 8, hd = 128;
-  for (int bs : {2, 4, 8, 16, 32, 64}) {
+      "\n| decode attention | block | batch | context | us | of copy BW | splits | us, 4 back to "
+      "back | of copy BW |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (int bs : env_list("KVSERVE_BENCH_BLOCKS", {2, 4, 8, 16, 32, 64})) {
     for (auto [batch, ctx] : {std::pair{8, 4096}, std::pair{8, 16384}, std::pair{8, 32768},
                               std::pair{64, 4096}, std::pair{1, 1024}}) {
-      const int blocks_per_seq = ctx / bs;
-      const std::size_t num_blocks = static_cast<std::size_t>(batch) * blocks_per_seq;
-      const std::size_t elems = num_blocks * nkv * bs * hd;
-      device_buffer<bf16> k, v;
-      device_buffer<float> q, po, pml;
-      device_buffer<bf16> out;
-      device_buffer<std::int32_t> tables, lens;
-      CHECK_OK(k.allocate(elems));
-      CHECK_OK(v.allocate(elems));
-      CHECK_CUDA(launch_fill_uniform_bf16(k.get(), elems, 5, 1.0f, s));
-      CHECK_CUDA(launch_fill_uniform_bf16(v.get(), elems, 6, 1.0f, s));
-      std::vector<std::int32_t> t(num_blocks);
-      for (std::size_t i = 0; i < num_blocks; ++i)  // a scattered but fixed permutation
-        t[i] = static_cast<std::int32_t>((i * 7919) % num_blocks);
-      CHECK_OK(tables.allocate(num_blocks));
-      CHECK_CUDA(cudaMemcpy(tables.get(), t.data(), num_blocks * 4, cudaMemcpyHostToDevice));
-      std::vector<std::int32_t> l(batch, ctx);
-      CHECK_OK(lens.allocate(batch));
-      CHECK_CUDA(cudaMemcpy(lens.get(), l.data(), batch * 4, cudaMemcpyHostToDevice));
-      int sms = 0;
-      CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-      const int splits = decode_attention_splits(batch, nh, nkv, hd, sms);
-      CHECK_OK(q.allocate(batch * nh * hd));
-      CHECK_CUDA(cudaMemsetAsync(q.get(), 0, q.bytes(), s));
-      CHECK_OK(po.allocate(std::size_t{1} * batch * nh * splits * hd));
-      CHECK_OK(pml.allocate(std::size_t{1} * batch * nh * splits * 2));
-      CHECK_OK(out.allocate(batch * nh * hd));
-      decode_attention_args a;
-      a.q = q.get();
-      a.kv = {k.get(), v.get(), nkv, bs, hd};
-      a.block_tables = tables.get();
-      a.context_lens = lens.get();
-      a.num_seqs = batch;
-      a.num_heads = nh;
-      a.max_blocks_per_seq = blocks_per_seq;
-      a.num_splits = splits;
-      a.scale = 0.088f;
-      a.partial_out = po.get();
-      a.partial_ml = pml.get();
-      a.out = out.get();
-      const double ms = time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 20);
-      const double bytes = 2.0 * elems * 2;
-      std::printf("| decode attention | %d | %d | %d | %.1f | %.0f%% | %d |\n", bs, batch, ctx,
-                  ms * 1e3, 100.0 * bytes / (ms * 1e-3) / g_copy_bw, splits);
+      const attention_timing r = time_attention(bs, batch, ctx, s, 0, 0, 0, true);
+      std::printf("| decode attention | %d | %d | %d | %.1f | %.0f%% | %d | %.1f | %.0f%% |\n", bs,
+                  batch, ctx, r.us, r.of_copy, r.splits, r.us_b2b, r.of_copy_b2b);
     }
   }
+  // KVSERVE_BENCH_SWEEP=1: the kernel's knobs for the shapes that decide issue 8's goals: ring
+  // depth (1 = no ring), split count, shortest split.
+  if (!std::getenv("KVSERVE_BENCH_SWEEP")) return;
+  std::printf(
+      "\n| attention sweep | block | batch | context | stages | splits | min split | us | of copy "
+      "BW |\n|---|---|---|---|---|---|---|---|---|\n");
+  struct config {
+    int bs, batch, ctx;
+    std::vector<int> stages, splits, min_split;
+  };
+  const std::vector<config> configs = {
+      {16, 8, 4096, {1, 3}, {0, 4, 8, 16}, {0}}, {16, 1, 1024, {3}, {0, 16, 32, 64}, {0, 32, 128}},
+      {16, 8, 16384, {3}, {0, 8}, {0}},          {16, 8, 32768, {3}, {0, 8}, {0}},
+      {16, 64, 4096, {3}, {0, 3}, {0}},          {2, 8, 4096, {3}, {0, 8}, {0}},
+      {64, 8, 4096, {3}, {0, 8}, {0}},
+  };
+  for (const config& c : configs)
+    for (int stages : c.stages)
+      for (int splits : c.splits)
+        for (int min_split : c.min_split) {
+          const attention_timing r =
+              time_attention(c.bs, c.batch, c.ctx, s, splits, stages, min_split);
+          std::printf("| sweep | %d | %d | %d | %d | %d | %d | %.1f | %.0f%% |\n", c.bs, c.batch,
+                      c.ctx, stages, r.splits, min_split, r.us, r.of_copy);
+        }
 }
 
 std::unique_ptr<backend> make_8b(int block_size, bool eager, int max_seqs) {

@@ -17,47 +17,90 @@ namespace {
 constexpr int kTokensPerIter8Bit = 4;
 constexpr int kDimsPerLane8Bit = 16;
 
-template <int HD, int MAXG, kv_storage S, int U, int DPL = 8>
-cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
-  const int group = a.num_heads / a.kv.num_kv_heads;
-  const int chunks = (group + MAXG - 1) / MAXG;
-  const dim3 grid(a.num_seqs, a.kv.num_kv_heads * chunks, a.num_splits);
-  decode_attention_kernel<HD, MAXG, S, U, DPL><<<grid, kDecodeWarps * 32, 0, stream>>>(a);
-  decode_attention_merge_kernel<HD><<<dim3(a.num_seqs, a.num_heads), HD, 0, stream>>>(a);
-  return cudaGetLastError();
-}
+/// bf16: a 3-deep shared-memory ring of K/V chunks (cp.async) unless the caller asks otherwise.
+constexpr int kDefaultStagesBf16 = 3;
+/// One instantiation of the decode kernel with its merge kernel: shared memory, occupancy and
+/// launch.
+template <int HD, int MAXG, kv_storage S, int U, int DPL = 8, int STAGES = 0>
+struct variant {
+  static constexpr int kNsub = kDecodeWarps * (32 / (HD / DPL));
+  static constexpr int kSmem = decode_smem<HD, MAXG, kNsub, STAGES, U>::kBytes;
+  static constexpr auto kernel = decode_attention_kernel<HD, MAXG, S, U, DPL, STAGES>;
 
-template <int HD, kv_storage S, int U>
+  /// Raises the kernel's dynamic shared memory limit where it needs more than 48 KB (once; the
+  /// backend's first call is decode_attention_splits, outside any graph capture).
+  static cudaError_t prepare() {
+    static const cudaError_t e =
+        kSmem > 48 * 1024
+            ? cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem)
+            : cudaSuccess;
+    return e;
+  }
+
+  static int occupancy() {
+    if (prepare() != cudaSuccess) return 1;
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kDecodeWarps * 32, kSmem) !=
+        cudaSuccess) {
+      (void)cudaGetLastError();
+      return 1;
+    }
+    return n > 0 ? n : 1;
+  }
+
+  static cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
+    if (const cudaError_t e = prepare(); e != cudaSuccess) return e;
+    const int group = a.num_heads / a.kv.num_kv_heads;
+    const int chunks = (group + MAXG - 1) / MAXG;
+    const dim3 grid(a.num_seqs, a.kv.num_kv_heads * chunks, a.num_splits);
+    if (const cudaError_t e = launch_pdl(kernel, grid, dim3(kDecodeWarps * 32), kSmem, stream, a);
+        e != cudaSuccess)
+      return e;
+    return launch_pdl(decode_attention_merge_kernel<HD>, dim3(a.num_seqs, a.num_heads), dim3(HD), 0,
+                      stream, a);
+  }
+};
+
+/// Launches the variant whose query-head chunk (1, 2, 4 or 8) serves the group.
+template <int HD, kv_storage S, int U, int DPL, int STAGES>
 cudaError_t launch_group(const decode_attention_args& a, cudaStream_t stream) {
   const int group = a.num_heads / a.kv.num_kv_heads;
-  if (group <= 1) return launch<HD, 1, S, U>(a, stream);
-  if (group <= 2) return launch<HD, 2, S, U>(a, stream);
-  if (group <= 4) return launch<HD, 4, S, U>(a, stream);
-  return launch<HD, 8, S, U>(a, stream);
+  if (group <= 1) return variant<HD, 1, S, U, DPL, STAGES>::launch(a, stream);
+  if (group <= 2) return variant<HD, 2, S, U, DPL, STAGES>::launch(a, stream);
+  if (group <= 4) return variant<HD, 4, S, U, DPL, STAGES>::launch(a, stream);
+  // 16 dimensions per lane serves groups of up to 4 (the per-sub-warp merge buffers of 8 heads
+  // would not fit); larger groups run with 8.
+  if constexpr (DPL == 16) {
+    return variant<HD, 8, S, kTokensPerIter8Bit>::launch(a, stream);
+  } else {
+    return variant<HD, 8, S, U, DPL, STAGES>::launch(a, stream);
+  }
 }
 
-// 16 dimensions per lane: groups of up to 4 (the per-warp merge buffers of 8 would not fit in
-// 48 KB of static shared memory); larger groups run with 8.
-template <int HD, kv_storage S, int U>
-cudaError_t launch_group16(const decode_attention_args& a, cudaStream_t stream) {
-  const int group = a.num_heads / a.kv.num_kv_heads;
-  if (group <= 1) return launch<HD, 1, S, U, 16>(a, stream);
-  if (group <= 2) return launch<HD, 2, S, U, 16>(a, stream);
-  if (group <= 4) return launch<HD, 4, S, U, 16>(a, stream);
-  return launch<HD, 8, S, kTokensPerIter8Bit>(a, stream);
-}
+int stages_bf16(int requested) { return requested > 0 ? requested : kDefaultStagesBf16; }
 
 template <int HD, kv_storage S>
 cudaError_t launch_tokens(const decode_attention_args& a, cudaStream_t stream) {
   if constexpr (S == kv_storage::kBf16) {
-    return launch_group<HD, S, kTokensPerIter>(a, stream);
+    switch (stages_bf16(a.kv_stages)) {
+      case 1:
+        return launch_group<HD, S, kTokensPerIter, 8, 0>(a, stream);
+      case 2:
+        return launch_group<HD, S, kTokensPerIter, 8, 2>(a, stream);
+      case 3:
+        return launch_group<HD, S, kTokensPerIter, 8, 3>(a, stream);
+      case 4:
+        return launch_group<HD, S, kTokensPerIter, 8, 4>(a, stream);
+      default:
+        return cudaErrorInvalidValue;
+    }
   } else {
     const int u = a.tokens_per_iter > 0 ? a.tokens_per_iter : kTokensPerIter8Bit;
     const int dpl = a.dims_per_lane > 0 ? a.dims_per_lane : kDimsPerLane8Bit;
-    if (dpl == 8 && u == 4) return launch_group<HD, S, 4>(a, stream);
-    if (dpl == 8 && u == 8) return launch_group<HD, S, 8>(a, stream);
-    if (dpl == 16 && u == 2) return launch_group16<HD, S, 2>(a, stream);
-    if (dpl == 16 && u == 4) return launch_group16<HD, S, 4>(a, stream);
+    if (dpl == 8 && u == 4) return launch_group<HD, S, 4, 8, 0>(a, stream);
+    if (dpl == 8 && u == 8) return launch_group<HD, S, 8, 8, 0>(a, stream);
+    if (dpl == 16 && u == 2) return launch_group<HD, S, 2, 16, 0>(a, stream);
+    if (dpl == 16 && u == 4) return launch_group<HD, S, 4, 16, 0>(a, stream);
     return cudaErrorInvalidValue;
   }
 }
@@ -75,27 +118,20 @@ cudaError_t launch_dtype(const decode_attention_args& a, cudaStream_t stream) {
   return cudaErrorInvalidValue;
 }
 
-template <class Kernel>
-int occupancy(Kernel kernel) {
-  int n = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kDecodeWarps * 32, 0) !=
-      cudaSuccess) {
-    (void)cudaGetLastError();
-    return 1;
-  }
-  return n > 0 ? n : 1;
-}
-
-template <int HD, kv_storage S, int U, int DPL = 8>
+template <int HD, kv_storage S, int U, int DPL = 8, int STAGES = 0>
 int resident_blocks_per_sm(int group) {
-  if (group <= 1) return occupancy(decode_attention_kernel<HD, 1, S, U, DPL>);
-  if (group <= 2) return occupancy(decode_attention_kernel<HD, 2, S, U, DPL>);
-  if (group <= 4) return occupancy(decode_attention_kernel<HD, 4, S, U, DPL>);
-  return occupancy(decode_attention_kernel<HD, 8, S, U>);  // 8 dimensions per lane
+  if (group <= 1) return variant<HD, 1, S, U, DPL, STAGES>::occupancy();
+  if (group <= 2) return variant<HD, 2, S, U, DPL, STAGES>::occupancy();
+  if (group <= 4) return variant<HD, 4, S, U, DPL, STAGES>::occupancy();
+  if constexpr (DPL == 16) {
+    return variant<HD, 8, S, U>::occupancy();  // 8 dimensions per lane
+  } else {
+    return variant<HD, 8, S, U, DPL, STAGES>::occupancy();
+  }
 }
 
 template <int HD>
-int resident_blocks_per_sm(int group, kv_storage dtype) {
+int resident_blocks_per_sm(int group, kv_storage dtype, int kv_stages) {
   switch (dtype) {
     case kv_storage::kFp8E4m3:
       return resident_blocks_per_sm<HD, kv_storage::kFp8E4m3, kTokensPerIter8Bit, kDimsPerLane8Bit>(
@@ -104,7 +140,16 @@ int resident_blocks_per_sm(int group, kv_storage dtype) {
       return resident_blocks_per_sm<HD, kv_storage::kInt8, kTokensPerIter8Bit, kDimsPerLane8Bit>(
           group);
     default:
-      return resident_blocks_per_sm<HD, kv_storage::kBf16, kTokensPerIter>(group);
+      switch (stages_bf16(kv_stages)) {
+        case 1:
+          return resident_blocks_per_sm<HD, kv_storage::kBf16, kTokensPerIter, 8, 0>(group);
+        case 2:
+          return resident_blocks_per_sm<HD, kv_storage::kBf16, kTokensPerIter, 8, 2>(group);
+        case 4:
+          return resident_blocks_per_sm<HD, kv_storage::kBf16, kTokensPerIter, 8, 4>(group);
+        default:
+          return resident_blocks_per_sm<HD, kv_storage::kBf16, kTokensPerIter, 8, 3>(group);
+      }
   }
 }
 
@@ -117,10 +162,10 @@ int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads) {
 }
 
 int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                            int num_sms, kv_storage dtype) {
+                            int num_sms, kv_storage dtype, int kv_stages) {
   const int group = num_heads / num_kv_heads;
-  const int per_sm = head_dim == 64 ? resident_blocks_per_sm<64>(group, dtype)
-                                    : resident_blocks_per_sm<128>(group, dtype);
+  const int per_sm = head_dim == 64 ? resident_blocks_per_sm<64>(group, dtype, kv_stages)
+                                    : resident_blocks_per_sm<128>(group, dtype, kv_stages);
   const int capacity = per_sm * num_sms;
   const int base = std::max(1, num_seqs * decode_attention_blocks_per_seq(num_heads, num_kv_heads));
   // Time ~ waves(s) / s for s splits (each block does 1/s of a sequence's context). Take the

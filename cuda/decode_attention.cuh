@@ -12,6 +12,16 @@
 /// decoded to floats; the token's K scale multiplies its score (q . (s k) = s (q . k)) and its
 /// V scale multiplies its softmax weight in the P.V sum (not in the normaliser), so no
 /// dequantized copy is made.
+///
+/// bf16 pools with STAGES >= 2: each thread copies its own K/V chunks of the next STAGES - 1
+/// iterations into a shared-memory ring with cp.async (no registers held, no barrier: a thread
+/// reads back only what it copied), so loads of later tokens overlap the math of the current
+/// ones. STAGES = 0 loads into registers right before use (8-bit pools: one iteration ahead).
+///
+/// Split spans: a sequence's context is cut into pieces of decode_split_span() tokens (at least
+/// the args' min_split_tokens, a multiple of 32), so a short context uses fewer splits than the
+/// grid has; blocks past the last piece exit and the merge reads only the pieces in use. Both
+/// kernels are launched with programmatic dependent launch (cuda/pdl.cuh).
 
 #include <cuda_bf16.h>
 
@@ -21,12 +31,44 @@
 #include "cuda/device_math.cuh"
 #include "cuda/kernels.hpp"
 #include "cuda/kv_quant.cuh"
+#include "cuda/pdl.cuh"
 
 namespace kvserve::cuda {
 
 inline constexpr int kDecodeWarps = 4;
 inline constexpr int kMaxGroup = 8;
 inline constexpr int kTokensPerIter = 4;
+/// Default lower bound of a split's span in tokens (decode_attention_args::min_split_tokens).
+inline constexpr int kMinSplitTokens = 64;
+
+/// Tokens per split of a `ctx`-token context cut into at most `num_splits` pieces of at least
+/// `min_tokens` tokens, rounded up to a multiple of 32. Shared by both kernels.
+__device__ __forceinline__ int decode_split_span(int ctx, int num_splits, int min_tokens) {
+  const int per = max((ctx + num_splits - 1) / num_splits, min_tokens);
+  return max(32, (per + 31) & ~31);
+}
+
+/// Shared memory of the decode kernel: the K/V ring (STAGES >= 2) and the merge buffers of the
+/// sub-warps, which reuse the ring once the loop is done.
+template <int HD, int MAXG, int NSUB, int STAGES, int U>
+struct decode_smem {
+  static constexpr int kRingBytes = STAGES >= 2 ? STAGES * U * 2 * kDecodeWarps * 32 * 16 : 0;
+  static constexpr int kAccBytes = NSUB * MAXG * HD * 4;
+  static constexpr int kMlBytes = NSUB * MAXG * 2 * 4;
+  static constexpr int kBytes = (kRingBytes > kAccBytes ? kRingBytes : kAccBytes) + kMlBytes;
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
 
 /// The raw bytes of a lane's DPL elements of one token: 16 for bf16 (DPL 8), 8 or 16 for the
 /// 8-bit types (DPL 8 or 16).
@@ -55,17 +97,31 @@ __device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S, DPL>& raw, f
   }
 }
 
-template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter, int DPL = 8>
+template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter, int DPL = 8,
+          int STAGES = 0>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_kernel(decode_attention_args a) {
   static_assert(DPL == 8 || (DPL == 16 && S != kv_storage::kBf16 && MAXG <= 4));
+  static_assert(STAGES == 0 || (STAGES >= 2 && S == kv_storage::kBf16));
   constexpr int TPT = HD / DPL;  // lanes per token
   constexpr int SUB = 32 / TPT;  // tokens side by side in a warp
   constexpr bool kScaled = S != kv_storage::kBf16;
+  constexpr bool kAsync = STAGES >= 2;
   constexpr int EB = kScaled ? 1 : 2;  // bytes per element
   constexpr int NSUB = kDecodeWarps * SUB;
-  __shared__ float sm_ml[NSUB][MAXG][2];
-  __shared__ float sm_acc[NSUB][MAXG][HD];
+  using smem_t = decode_smem<HD, MAXG, NSUB, STAGES, U>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // Ring (async path): [STAGES][U][K, V][thread] 16-byte chunks; after the loop the same bytes
+  // hold the sub-warps' accumulators, and the (max, sum) pairs follow.
+  uint4* ring = reinterpret_cast<uint4*>(smem_raw);
+  auto& sm_acc = *reinterpret_cast<float(*)[NSUB][MAXG][HD]>(smem_raw);
+  auto& sm_ml =
+      *reinterpret_cast<float(*)[NSUB][MAXG][2]>(smem_raw + smem_t::kBytes - smem_t::kMlBytes);
+
+  // Every block waits (also those with nothing to do), so this grid completes only after the
+  // kernel before it has: later kernels rely on that.
+  pdl_launch_dependents();
+  pdl_wait();
 
   const int s = blockIdx.x;
   const int nkv = a.kv.num_kv_heads;
@@ -76,8 +132,12 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int ng = min(MAXG, group - g0);
   const int split = blockIdx.z;
   const int ctx = a.context_lens[s];
-  const int per = (ctx + a.num_splits - 1) / a.num_splits;
+  const int per = decode_split_span(ctx, a.num_splits,
+                                    a.min_split_tokens > 0 ? a.min_split_tokens : kMinSplitTokens);
   const int begin = split * per;
+  // Past the last piece (the merge reads only pieces that start inside the context); a
+  // zero-length context still writes its one empty piece.
+  if (begin > 0 && begin >= ctx) return;
   const int end = min(ctx, begin + per);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = warp * SUB + lane / TPT;
@@ -119,13 +179,15 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   constexpr bool kPrefetch = kScaled;
   kv_chunk<S, DPL> kn[U], vn[U];
   [[maybe_unused]] float ksn[U], vsn[U];
+  auto row_of = [&](int t) -> std::int64_t {
+    const std::int64_t phys = bt[t >> shift];
+    return (phys * nkv + kvh) * bs + (t & (bs - 1));
+  };
   auto fetch = [&](int tw) {
     const int t0 = tw + (lane / TPT) * U;
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int t = min(t0 + u, end - 1);
-      const std::int64_t phys = bt[t >> shift];
-      const std::int64_t row = (phys * nkv + kvh) * bs + (t & (bs - 1));
+      const std::int64_t row = row_of(min(t0 + u, end - 1));
       const std::int64_t base = row * HD + sl * DPL;
       kn[u] =
           *reinterpret_cast<const kv_chunk<S, DPL>*>(static_cast<const char*>(a.kv.k) + base * EB);
@@ -137,27 +199,59 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     }
   };
-  constexpr int kStride = NSUB * U;
-  int tw = begin + warp * SUB * U;
-  if constexpr (kPrefetch) {
-    if (tw < end) fetch(tw);
-  }
-  for (; tw < end; tw += kStride) {
-    const int t0 = tw + (lane / TPT) * U;
-    if constexpr (!kPrefetch) fetch(tw);
-    kv_chunk<S, DPL> kr[U], vr[U];
-    [[maybe_unused]] float ks[U], vs[U];
+  // Async path: iteration `tw`'s chunks into ring stage `st` (one commit group per call, empty
+  // past the end, so the group count stays uniform).
+  auto issue = [&](int tw, int st) {
+    if (tw < end) {
+      const int t0 = tw + (lane / TPT) * U;
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      kr[u] = kn[u];
-      vr[u] = vn[u];
-      if constexpr (kScaled) {
-        ks[u] = ksn[u];
-        vs[u] = vsn[u];
+      for (int u = 0; u < U; ++u) {
+        const std::int64_t base = row_of(min(t0 + u, end - 1)) * HD + sl * DPL;
+        uint4* slot = ring + ((st * U + u) * 2) * (kDecodeWarps * 32) + threadIdx.x;
+        cp_async16(slot, static_cast<const bf16*>(a.kv.k) + base);
+        cp_async16(slot + kDecodeWarps * 32, static_cast<const bf16*>(a.kv.v) + base);
       }
     }
-    if constexpr (kPrefetch) {
-      if (tw + kStride < end) fetch(tw + kStride);  // uniform over the warp
+    cp_async_commit();
+  };
+  constexpr int kStride = NSUB * U;
+  int tw = begin + warp * SUB * U;
+  if constexpr (kAsync) {
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) issue(tw + st * kStride, st);
+  } else if constexpr (kPrefetch) {
+    if (tw < end) fetch(tw);
+  }
+  int stage = 0;
+  for (; tw < end; tw += kStride) {
+    const int t0 = tw + (lane / TPT) * U;
+    kv_chunk<S, DPL> kr[U], vr[U];
+    [[maybe_unused]] float ks[U], vs[U];
+    if constexpr (kAsync) {
+      // Refill the stage read in the previous iteration, then wait for this one's group.
+      issue(tw + (STAGES - 1) * kStride, stage == 0 ? STAGES - 1 : stage - 1);
+      cp_async_wait<STAGES - 1>();
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const uint4* slot = ring + ((stage * U + u) * 2) * (kDecodeWarps * 32) + threadIdx.x;
+        kr[u] = slot[0];
+        vr[u] = slot[kDecodeWarps * 32];
+      }
+      stage = stage == STAGES - 1 ? 0 : stage + 1;
+    } else {
+      if constexpr (!kPrefetch) fetch(tw);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        kr[u] = kn[u];
+        vr[u] = vn[u];
+        if constexpr (kScaled) {
+          ks[u] = ksn[u];
+          vs[u] = vsn[u];
+        }
+      }
+      if constexpr (kPrefetch) {
+        if (tw + kStride < end) fetch(tw + kStride);  // uniform over the warp
+      }
     }
     // Token-major, for every storage type: decode one token's DPL values (bf16 or codes) and
     // score it for every query head, so only DPL decoded values are live at a time; the
@@ -214,6 +308,10 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     }
   }
+  if constexpr (kAsync) {
+    cp_async_wait<0>();  // no copy may land in the ring once it holds the accumulators
+    __syncthreads();
+  }
 
 #pragma unroll
   for (int g = 0; g < MAXG; ++g) {
@@ -251,25 +349,47 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   }
 }
 
-/// Grid (num_seqs, num_heads), HD threads: merges the splits of one head.
+/// Grid (num_seqs, num_heads), HD threads: merges the pieces of one head. The (max, sum) pairs
+/// of all pieces are loaded at once (one per thread) and weighed in shared memory; each thread
+/// then sums its dimension over the pieces with independent loads.
 template <int HD>
-__global__ void decode_attention_merge_kernel(decode_attention_args a) {
+__global__ void __launch_bounds__(HD) decode_attention_merge_kernel(decode_attention_args a) {
+  static_assert(HD >= kMaxDecodeSplits);
+  __shared__ float sm_w[kMaxDecodeSplits], sm_l[kMaxDecodeSplits];
+  __shared__ float sm_scale;
+  pdl_launch_dependents();
+  pdl_wait();
   const int s = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const int ctx = a.context_lens[s];
+  const int per = decode_split_span(ctx, a.num_splits,
+                                    a.min_split_tokens > 0 ? a.min_split_tokens : kMinSplitTokens);
+  const int n = ctx > 0 ? min(a.num_splits, (ctx + per - 1) / per) : 1;
   const std::int64_t row0 = (static_cast<std::int64_t>(s) * a.num_heads + h) * a.num_splits;
-  float mx = -INFINITY;
-  for (int p = 0; p < a.num_splits; ++p) mx = fmaxf(mx, a.partial_ml[(row0 + p) * 2]);
-  float sum = 0.0f, out = 0.0f;
-  if (mx != -INFINITY) {
-    for (int p = 0; p < a.num_splits; ++p) {
-      const float m = a.partial_ml[(row0 + p) * 2];
-      if (m == -INFINITY) continue;
-      const float f = exp2f(m - mx);
-      sum += a.partial_ml[(row0 + p) * 2 + 1] * f;
-      out += a.partial_out[(row0 + p) * HD + d] * f;
-    }
+  float m = -INFINITY;
+  if (d < n) {
+    m = a.partial_ml[(row0 + d) * 2];
+    sm_l[d] = a.partial_ml[(row0 + d) * 2 + 1];
   }
+  const float mx = block_max(m, sm_w);  // sm_w is free until the barrier inside returns
+  if (d < n) sm_w[d] = m == -INFINITY ? 0.0f : exp2f(m - mx);
+  __syncthreads();
+  if (d == 0) {
+    float sum = 0.0f;
+    for (int p = 0; p < n; ++p) sum += sm_l[p] * sm_w[p];
+    sm_scale = sum > 0.0f ? 1.0f / sum : 0.0f;
+  }
+  float out = 0.0f;
+  const float* po = a.partial_out + row0 * HD + d;
+  int p = 0;
+  for (; p + 4 <= n; p += 4) {
+    const float v0 = po[(p + 0) * HD], v1 = po[(p + 1) * HD], v2 = po[(p + 2) * HD],
+                v3 = po[(p + 3) * HD];
+    out += v0 * sm_w[p] + v1 * sm_w[p + 1] + v2 * sm_w[p + 2] + v3 * sm_w[p + 3];
+  }
+  for (; p < n; ++p) out += po[p * HD] * sm_w[p];
+  __syncthreads();
   a.out[(static_cast<std::int64_t>(s) * a.num_heads + h) * HD + d] =
-      __float2bfloat16(sum > 0.0f ? out / sum : 0.0f);
+      __float2bfloat16(out * sm_scale);
 }
 
 }  // namespace kvserve::cuda

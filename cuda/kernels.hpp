@@ -101,8 +101,9 @@ cudaError_t launch_rope_kv_append(const rope_kv_args& args, cudaStream_t stream)
 // ---- paged attention ----------------------------------------------------------------------
 
 /// Decode: one query token per sequence, attending over context_lens[s] cached tokens (its own
-/// K/V already appended). The context is split into `num_splits` parts computed in parallel and
-/// merged by a second kernel.
+/// K/V already appended). The context is split into up to `num_splits` parts computed in
+/// parallel and merged by a second kernel. Both kernels are launched with programmatic
+/// dependent launch (cuda/pdl.cuh).
 struct decode_attention_args {
   const float* q = nullptr;  // [num_seqs, num_heads, head_dim]
   paged_kv_view kv;
@@ -122,6 +123,12 @@ struct decode_attention_args {
   /// bf16 always uses kTokensPerIter and 8. Benchmark knobs.
   int tokens_per_iter = 0;
   int dims_per_lane = 0;
+  /// Shortest piece of a context in tokens (0: the default, 64): a short context is cut into
+  /// fewer pieces than num_splits, and blocks past the last piece exit at once.
+  int min_split_tokens = 0;
+  /// bf16 pools: depth of the shared-memory ring the K/V chunks are copied into ahead of use
+  /// (2..4; 0: the default, 1: no ring, loads right before use). Benchmark knob.
+  int kv_stages = 0;
 };
 inline constexpr int kMaxDecodeSplits = 64;
 
@@ -130,9 +137,11 @@ inline constexpr int kMaxDecodeSplits = 64;
 int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads);
 
 /// The split count for `num_seqs` decode rows, chosen against wave quantisation: the kernel's
-/// resident blocks per SM (measured occupancy) times `num_sms` make one wave.
+/// resident blocks per SM (measured occupancy) times `num_sms` make one wave. Also prepares the
+/// kernel it sizes (shared memory limit), so call it before capturing a graph that launches it.
+/// `kv_stages` as in decode_attention_args (benchmarks).
 int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                            int num_sms, kv_storage dtype = kv_storage::kBf16);
+                            int num_sms, kv_storage dtype = kv_storage::kBf16, int kv_stages = 0);
 
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 
@@ -175,5 +184,11 @@ cudaError_t launch_gemv(const bf16* x,  // [m, k]
                         int m, int n, int k,
                         float* y,  // [m, n]
                         cudaStream_t stream);
+
+/// Benchmarks only: the batch-1 GEMV's shape (0: the default, 4 or 8 columns per block by wave
+/// fill, 2 stride iterations in flight; 1: 4 columns, 4 in flight; 2: 8 columns, 2 in flight;
+/// 3: 2 columns, 4 in flight; 4: 4 columns, 2 in flight). Not thread-safe; applies to later
+/// launches.
+void set_gemv_variant(int variant);
 
 }  // namespace kvserve::cuda

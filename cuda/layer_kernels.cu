@@ -28,17 +28,15 @@ cudaError_t launch_add_rms_norm(float* residual, const float* delta, const float
         add_rms_norm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  add_rms_norm_kernel<<<num_rows, 512, smem, stream>>>(residual, delta, weight, rows, hidden, eps,
-                                                       write_residual, out);
-  return cudaGetLastError();
+  return launch_pdl(add_rms_norm_kernel, dim3(num_rows), dim3(512), smem, stream, residual, delta,
+                    weight, rows, hidden, eps, write_residual, out);
 }
 
 cudaError_t launch_swiglu(const float* gate_up, int num_tokens, int inter, bf16* out,
                           cudaStream_t stream) {
   if (num_tokens == 0) return cudaSuccess;
   const dim3 grid(std::min((inter + 255) / 256, 64), num_tokens);
-  swiglu_kernel<<<grid, 256, 0, stream>>>(gate_up, inter, out);
-  return cudaGetLastError();
+  return launch_pdl(swiglu_kernel, grid, dim3(256), 0, stream, gate_up, inter, out);
 }
 
 cudaError_t launch_f32_to_bf16(const float* in, std::int64_t n, bf16* out, cudaStream_t stream) {

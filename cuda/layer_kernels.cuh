@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cuda/device_math.cuh"
+#include "cuda/pdl.cuh"
 #include "model/counter_rng.hpp"
 
 namespace kvserve::cuda {
@@ -27,6 +28,8 @@ __global__ void add_rms_norm_kernel(float* __restrict__ residual, const float* _
                                     bool write_residual, __nv_bfloat16* __restrict__ out) {
   extern __shared__ float row_buf[];
   __shared__ float scratch[32];
+  pdl_launch_dependents();  // launched with PDL (cuda/pdl.cuh): the next matmul may start
+  pdl_wait();               // streaming its weights; wait for the writer of residual/delta
   const std::int64_t r = rows ? rows[blockIdx.x] : blockIdx.x;
   float* res = residual + r * hidden;
   const float* d = delta ? delta + r * hidden : nullptr;
@@ -49,6 +52,8 @@ __global__ void add_rms_norm_kernel(float* __restrict__ residual, const float* _
 
 __global__ void swiglu_kernel(const float* __restrict__ gate_up, int inter,
                               __nv_bfloat16* __restrict__ out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::int64_t t = blockIdx.y;
   const float* g = gate_up + t * 2 * inter;
   const float* u = g + inter;

@@ -9,15 +9,12 @@ template <kv_storage S>
 cudaError_t launch_8bit(const rope_kv_args& a, cudaStream_t stream) {
   switch (a.kv.head_dim) {
     case 64:
-      rope_kv_append_kernel<S, 64><<<a.num_tokens, 256, 0, stream>>>(a);
-      break;
+      return launch_pdl(rope_kv_append_kernel<S, 64>, dim3(a.num_tokens), dim3(256), 0, stream, a);
     case 128:
-      rope_kv_append_kernel<S, 128><<<a.num_tokens, 256, 0, stream>>>(a);
-      break;
+      return launch_pdl(rope_kv_append_kernel<S, 128>, dim3(a.num_tokens), dim3(256), 0, stream, a);
     default:
       return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 
 template <kv_storage S>
@@ -38,8 +35,8 @@ cudaError_t launch_rope_kv_append(const rope_kv_args& args, cudaStream_t stream)
   if (args.num_tokens == 0) return cudaSuccess;
   switch (args.kv.dtype) {
     case kv_storage::kBf16:
-      rope_kv_append_kernel<kv_storage::kBf16, 0><<<args.num_tokens, 256, 0, stream>>>(args);
-      return cudaGetLastError();
+      return launch_pdl(rope_kv_append_kernel<kv_storage::kBf16, 0>, dim3(args.num_tokens),
+                        dim3(256), 0, stream, args);
     case kv_storage::kFp8E4m3:
       return launch_8bit<kv_storage::kFp8E4m3>(args, stream);
     case kv_storage::kInt8:

@@ -8,6 +8,7 @@
 
 #include "cuda/kernels.hpp"
 #include "cuda/kv_quant.cuh"
+#include "cuda/pdl.cuh"
 
 namespace kvserve::cuda {
 
@@ -25,6 +26,8 @@ __device__ __forceinline__ void rope_rotate(float x1, float x2, float pos, float
 /// warp per K or V head, which holds the whole head in registers to find its scale.
 template <kv_storage S, int HD>
 __global__ void rope_kv_append_kernel(rope_kv_args a) {
+  pdl_launch_dependents();  // launched with PDL (cuda/pdl.cuh)
+  pdl_wait();
   const int t = blockIdx.x;
   const int hd = S == kv_storage::kBf16 ? a.kv.head_dim : HD, half = hd / 2;
   const int nkv = a.kv.num_kv_heads;

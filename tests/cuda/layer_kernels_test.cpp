@@ -113,6 +113,83 @@ INSTANTIATE_TEST_SUITE_P(RowsAndPaths, CudaGemm,
                          ::testing::Combine(::testing::Values(1, 2, 3, 5, 8, 13, 64),
                                             ::testing::Values(1, 2)));
 
+// The batch-1 GEMV shapes a benchmark can pick, with k that leaves threads idle (64), with a
+// partial last stride (1544, 3080) and several full ones (4096).
+TEST(CudaGemv, BatchOneVariantsMatchReference) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(11);
+  for (auto [n, k] : {std::pair{200, 576}, std::pair{1537, 64}, std::pair{73, 1544},
+                      std::pair{130, 4096}, std::pair{9, 3080}}) {
+    auto x = random_floats(k, rng);
+    auto w = random_floats(n * k, rng);
+    for (auto& v : x) v = round_bf16(v);
+    for (auto& v : w) v = round_bf16(v);
+    auto d_x = upload(to_bf16(x));
+    auto d_w = upload(to_bf16(w));
+    device_buffer<float> d_y;
+    ASSERT_TRUE(d_y.allocate(n).is_ok());
+    for (int variant : {0, 1, 2, 3, 4}) {
+      set_gemv_variant(variant);
+      KVSERVE_ASSERT_CUDA(cudaMemset(d_y.get(), 0xff, n * sizeof(float)));  // NaN: unwritten
+      KVSERVE_ASSERT_CUDA(launch_gemv(d_x.get(), d_w.get(), 1, n, k, d_y.get(), nullptr));
+      auto y = download(d_y, n);
+      for (int c = 0; c < n; ++c) {
+        double want = 0;
+        for (int i = 0; i < k; ++i) want += static_cast<double>(x[i]) * w[c * k + i];
+        ASSERT_NEAR(y[c], want, 1e-4 * std::sqrt(k))
+            << "variant " << variant << " n=" << n << " k=" << k << " column " << c;
+      }
+    }
+    set_gemv_variant(0);
+  }
+}
+
+// Norm -> GEMV -> norm -> GEMV enqueued back to back on a stream, so the kernels launch with
+// programmatic dependent launch: each GEMV must see the norm before it (it streams its weights
+// before waiting), and the second norm must not overwrite x while the first GEMV reads it.
+TEST(CudaGemv, DependentLaunchesSeeTheirInputs) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(12);
+  const int hidden = 4096, n = 6144, rounds = 6;
+  auto res = random_floats(hidden, rng, -2, 2);
+  auto w = random_floats(static_cast<std::size_t>(n) * hidden, rng);
+  for (auto& v : w) v = round_bf16(v);
+  std::vector<std::vector<float>> norm_w;
+  for (int r = 0; r < rounds; ++r) norm_w.push_back(random_floats(hidden, rng, 0.5f, 1.5f));
+  auto d_res = upload(res);
+  auto d_w = upload(to_bf16(w));
+  std::vector<device_buffer<float>> d_nw;
+  for (auto& v : norm_w) d_nw.push_back(upload(v));
+  device_buffer<bf16> d_x;
+  device_buffer<float> d_y;
+  ASSERT_TRUE(d_x.allocate(hidden).is_ok());
+  ASSERT_TRUE(d_y.allocate(static_cast<std::size_t>(n) * rounds).is_ok());
+  cuda_stream stream;
+  ASSERT_TRUE(stream.create().is_ok());
+  for (int r = 0; r < rounds; ++r) {
+    KVSERVE_ASSERT_CUDA(launch_add_rms_norm(d_res.get(), nullptr, d_nw[r].get(), nullptr, 1, hidden,
+                                            1e-5f, false, d_x.get(), stream.get()));
+    KVSERVE_ASSERT_CUDA(
+        launch_gemv(d_x.get(), d_w.get(), 1, n, hidden, d_y.get() + r * n, stream.get()));
+  }
+  KVSERVE_ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+  auto y = download(d_y, static_cast<std::size_t>(n) * rounds);
+  double ss = 0;
+  for (float v : res) ss += static_cast<double>(v) * v;
+  const double inv = 1.0 / std::sqrt(ss / hidden + 1e-5);
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<double> x(hidden);
+    for (int j = 0; j < hidden; ++j)
+      x[j] = round_bf16(static_cast<float>(res[j] * inv * norm_w[r][j]));
+    for (int c = 0; c < n; c += 7) {
+      double want = 0;
+      for (int j = 0; j < hidden; ++j) want += x[j] * w[static_cast<std::size_t>(c) * hidden + j];
+      ASSERT_NEAR(y[r * n + c], want, 2e-2 + 1e-2 * std::abs(want))
+          << "round " << r << " col " << c;
+    }
+  }
+}
+
 class CudaRopeKv : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
 
 TEST_P(CudaRopeKv, RotatesAndAppendsToSlots) {

@@ -134,13 +134,23 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
     for (int h = 0; h < H; ++h)
       if (lens[s] > 0)
         refs[s * H + h] = w.reference(q.data() + (s * H + h) * hd, s, h, lens[s], scale);
-  // 8-bit pools also run every other (tokens per iteration, dimensions per lane) variant.
-  const std::vector<std::pair<int, int>> variants =
+  // 8-bit pools also run every other (tokens per iteration, dimensions per lane) variant; bf16
+  // every K/V ring depth (1: none) and shortest split (pieces of 32 tokens up to whole
+  // contexts).
+  struct variant {
+    int tokens_per_iter, dims_per_lane, kv_stages, min_split_tokens;
+  };
+  const std::vector<variant> variants =
       dtype == kv_cache_dtype::kBf16
-          ? std::vector<std::pair<int, int>>{{0, 0}}
-          : std::vector<std::pair<int, int>>{{0, 0}, {4, 8}, {8, 8}, {2, 16}, {4, 16}};
-  for (const auto [tokens_per_iter, dims_per_lane] : variants)
-    for (int splits : {1, 5, 32}) {
+          ? std::vector<variant>{{0, 0, 0, 0},
+                                 {0, 0, 1, 0},
+                                 {0, 0, 2, 32},
+                                 {0, 0, 3, 0},
+                                 {0, 0, 4, 2048}}
+          : std::vector<variant>{
+                {0, 0, 0, 0}, {4, 8, 0, 0}, {8, 8, 0, 0}, {2, 16, 0, 0}, {4, 16, 0, 32}};
+  for (const auto [tokens_per_iter, dims_per_lane, kv_stages, min_split] : variants)
+    for (int splits : {1, 5, 32, 64}) {
       device_buffer<float> d_po, d_pml;
       device_buffer<bf16> d_out;
       ASSERT_TRUE(d_po.allocate(S * H * splits * hd).is_ok());
@@ -161,6 +171,12 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
       a.out = d_out.get();
       a.tokens_per_iter = tokens_per_iter;
       a.dims_per_lane = dims_per_lane;
+      a.kv_stages = kv_stages;
+      a.min_split_tokens = min_split;
+      // Poison: NaN in every output and workspace element nothing writes.
+      KVSERVE_ASSERT_CUDA(cudaMemset(d_out.get(), 0xff, d_out.bytes()));
+      KVSERVE_ASSERT_CUDA(cudaMemset(d_po.get(), 0xff, d_po.bytes()));
+      KVSERVE_ASSERT_CUDA(cudaMemset(d_pml.get(), 0xff, d_pml.bytes()));
       KVSERVE_ASSERT_CUDA(launch_decode_attention(a, nullptr));
       auto out = download(d_out, S * H * hd);
       for (int s = 0; s < S; ++s)
@@ -170,7 +186,8 @@ TEST_P(CudaDecodeAttention, MatchesReferenceForAnySplit) {
             ASSERT_NEAR(__bfloat162float(out[(s * H + h) * hd + d]), ref[d],
                         4e-3 + 8e-3 * std::abs(ref[d]))
                 << "seq " << s << " head " << h << " dim " << d << " splits " << splits
-                << " tokens/iter " << tokens_per_iter << " dims/lane " << dims_per_lane;
+                << " tokens/iter " << tokens_per_iter << " dims/lane " << dims_per_lane
+                << " stages " << kv_stages << " min split " << min_split;
         }
     }
 }
