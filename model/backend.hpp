@@ -3,13 +3,10 @@
 /// paged KV and return one sampled token per sampling sequence. The CPU backend is the
 /// reference; the CUDA backend implements the same contract.
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <limits>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "model/kv_cache_dtype.hpp"
@@ -58,50 +55,10 @@ class backend {
   ///
   /// The defaults run execute() synchronously inside submit() and fill those tokens from the
   /// last result, so every backend supports the pair.
-  virtual status submit(const step_plan& plan) {
-    if (submitted_.size() >= 2)
-      return {status_code::kInvalidArgument, "two steps are in flight: collect one first"};
-    const step_plan* run = &plan;
-    step_plan filled;
-    for (const auto& s : plan.seqs) {
-      if (s.input_from_last_sample) {
-        filled = plan;
-        run = &filled;
-        break;
-      }
-    }
-    for (auto& s : filled.seqs) {
-      if (!s.input_from_last_sample) continue;
-      const auto it =
-          std::lower_bound(last_sampled_.begin(), last_sampled_.end(),
-                           std::make_pair(s.id, std::numeric_limits<std::int32_t>::min()));
-      if (it == last_sampled_.end() || it->first != s.id || s.tokens.empty())
-        return {status_code::kInvalidArgument,
-                "sequence " + std::to_string(s.id) +
-                    ": input_from_last_sample, but the previous step sampled no token for it"};
-      s.tokens[0] = it->second;
-      if (s.sampling.uses_penalties()) s.penalty_output_tokens.push_back(it->second);
-      s.input_from_last_sample = false;
-    }
-    result<step_result> r = execute(*run);
-    last_sampled_.clear();
-    if (r) {
-      for (const auto& q : r->seqs)
-        if (q.sampled_token) last_sampled_.emplace_back(q.id, *q.sampled_token);
-      std::sort(last_sampled_.begin(), last_sampled_.end());
-    }
-    submitted_.push_back(std::move(r));
-    return status::ok();
-  }
+  virtual status submit(const step_plan& plan);
 
   /// The oldest submitted step's result (see submit); kInvalidArgument when none is in flight.
-  virtual result<step_result> collect() {
-    if (submitted_.empty())
-      return status{status_code::kInvalidArgument, "collect: no step is in flight"};
-    result<step_result> r = std::move(submitted_.front());
-    submitted_.pop_front();
-    return r;
-  }
+  virtual result<step_result> collect();
 
   virtual backend_stats stats() const { return {}; }
 
