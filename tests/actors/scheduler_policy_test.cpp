@@ -53,6 +53,28 @@ TEST(scheduler_policy, batch_outputs_equal_single_outputs) {
   EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
 }
 
+TEST(scheduler_policy, steady_decode_asks_to_grow_only_sequences_that_need_a_block) {
+  scheduler_config c = small_config();
+  plain_engine e(c);
+  std::vector<sequence_submission> subs;
+  for (int i = 0; i < 4; ++i) {
+    subs.push_back(make_submission(1 + i, make_prompt(4 + i, i), 14));
+    ASSERT_TRUE(e.add(subs.back()).is_ok());
+  }
+  int sparse_steps = 0;
+  for (int i = 0; i < 200 && e.step(); ++i) {
+    const cache_step_request& r = e.last_request;
+    for (const block_request& g : r.grows) {
+      EXPECT_GT(g.num_tokens, g.num_known_blocks * c.block_size) << "a grow for nothing";
+    }
+    EXPECT_LE(r.grows.size(), r.running.size());
+    if (r.running.size() == subs.size() && r.grows.size() < r.running.size()) ++sparse_steps;
+  }
+  EXPECT_GT(sparse_steps, 0);
+  for (const auto& s : subs) EXPECT_EQ(e.outputs[s.id].tokens, run_alone(c, s));
+  EXPECT_EQ(e.allocator->stats().num_blocks_locked, 0);
+}
+
 TEST(scheduler_policy, chunked_prefill_respects_budget) {
   scheduler_config c = small_config();
   c.max_num_batched_tokens = 8;
