@@ -16,7 +16,8 @@
 # 4, 8, 16/s with 40 requests per rate, to $OUT/prefix_commit-h100-$KVSERVE_SUITE_CURVE_TAG.json),
 # evict (eviction policies and retention as the KV pool shrinks: 16 groups x 3 prompts of
 # 2,048-token system prompts, pools of about 9k to 35k tokens), sched (fcfs vs lpm on a
-# multi-turn workload with a waiting queue: at most 16 running, a 13k-token pool).
+# multi-turn workload with a waiting queue: at most 16 running, a 16k-token pool), rate4 (early
+# vs none at 4/s, 96 requests, with 2,048- and 512-token steps).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle=${KVSERVE_BUNDLE:-gpu-bundle-serve}
@@ -95,6 +96,15 @@ for s in "$@"; do
         --groups 5 --prompts-per-group 8 --system-len 2048 --question-len 32 --output-len 32 \
         --modes early,no-prefix-caching --rates 1,2,4,8,16 --one-server-per-mode \
         --out "$out/prefix_commit-h100-${KVSERVE_SUITE_CURVE_TAG:-curve}.json" ;;
+    rate4)
+      # The 5x check's weak point: 96 requests at 4/s, default steps and 512-token steps.
+      for chunk in 2048 512; do
+        stage "rate4-$chunk" 40 python3 bench/experiments/prefix_commit.py "${common[@]}" \
+          --groups 12 --prompts-per-group 8 --system-len 2048 --question-len 32 \
+          --output-len 32 --modes early,no-prefix-caching --rates 4 --one-server-per-mode \
+          --server-flags="--max-num-batched-tokens $chunk" \
+          --out "$out/prefix_commit-h100-rate4-chunk$chunk.json"
+      done ;;
     evict)
       # Pools below 0.24 hold less than one 8,192-token sequence: --max-model-len 4096.
       stage evict 120 python3 bench/experiments/eviction.py "${common[@]}" \
