@@ -256,7 +256,10 @@ using scheduler_actor = caf::typed_actor<
     /// anyone -> scheduler: the latest engine_stats.
     caf::replies_to<stats_atom>::with<engine_stats>,
     /// scheduler -> itself: try to run a step (retry after a step with nothing to run).
-    caf::reacts_to<step_atom>>;
+    caf::reacts_to<step_atom>,
+    /// scheduler -> itself: send the cache request of the step after step N now (late step
+    /// overlap; N = the number of steps sent when it was scheduled; stale ones are ignored).
+    caf::reacts_to<step_atom, std::uint64_t>>;
 
 /// The cache manager: owns the kv_cache_manager.
 using cache_manager_actor = caf::typed_actor<

@@ -25,6 +25,12 @@ constexpr auto kRetryDelay = std::chrono::milliseconds(1);
 /// Token deltas of steps faster than this are coalesced; stats are published at this rate
 /// (and whenever a request ends or the scheduler goes idle).
 constexpr auto kFlushInterval = std::chrono::microseconds(1000);
+/// Late step overlap: when steps take at least kLateAllocationMinStep, the cache request of
+/// step N+1 goes out this long before step N is expected to end (the larger of this and a
+/// quarter of the last step's duration), not when step N starts, so that a request arriving
+/// during most of step N joins step N+1 instead of waiting for step N+1 as well.
+constexpr auto kLateAllocationMinStep = std::chrono::microseconds(2000);
+constexpr auto kLateAllocationMargin = std::chrono::microseconds(1000);
 
 struct scheduler_state {
   scheduler_config config;
@@ -49,6 +55,8 @@ struct scheduler_state {
   step_report exec_report;
   bool busy() const { return alloc_in_flight || exec_in_flight; }
   bool retry_pending = false;
+  std::uint64_t steps_sent = 0;                     // names the step a late allocation is for
+  std::chrono::microseconds last_step_duration{0};  // the worker's time for the last step
   // Recovery from an exception in the scheduler itself: every request live at that moment
   // fails once the in-flight message has come back and the cache manager has released every
   // sequence; requests submitted meanwhile go to a fresh policy and are served after that.
@@ -225,6 +233,7 @@ step_report describe(const step_plan& plan, int num_prompt_tokens) {
 }
 
 void kick(self_ptr self);
+void schedule_next_allocation(self_ptr self);
 void recover(self_ptr self, status error);
 
 /// Runs `f`; an exception becomes a recovery (every live request fails with an error, the
@@ -330,6 +339,8 @@ void on_executed(self_ptr self, worker_outcome& out) {
   }
   st.policy->recycle(std::move(out.plan));
   st.cuda_graph_replays = out.cuda_graph_replays;
+  st.last_step_duration = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::duration<double>(out.duration_seconds));
   if (out.error && st.obs) {
     step_report report = st.exec_report;
     report.duration_seconds = out.duration_seconds;
@@ -353,6 +364,7 @@ void send_step(self_ptr self, step_plan plan, int num_prompt_tokens) {
   auto& st = self->state;
   st.exec_report = describe(plan, num_prompt_tokens);
   st.exec_in_flight = true;
+  ++st.steps_sent;
   const std::uint64_t epoch = st.epoch;
   self->request(st.worker, caf::infinite, execute_atom::value, std::move(plan))
       .then(
@@ -397,9 +409,20 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
     return;
   }
   send_step(self, std::move(ps.plan), ps.num_prompt_tokens);
-  kick(self);  // overlap: the next step's cache request goes out while this one runs
+  schedule_next_allocation(self);
   maybe_flush(self);
   publish(self);
+}
+
+/// Step overlap: the next step's cache request goes out while this step runs — at once for
+/// fast steps, else late (see kLateAllocationMinStep), judged by the last step's duration.
+/// Should this step end before the late request is due, on_executed sends it instead.
+void schedule_next_allocation(self_ptr self) {
+  auto& st = self->state;
+  const auto expected = st.last_step_duration;
+  if (expected < kLateAllocationMinStep) return kick(self);
+  const auto margin = std::max<std::chrono::microseconds>(kLateAllocationMargin, expected / 4);
+  self->delayed_send(self, expected - margin, step_atom::value, st.steps_sent);
 }
 
 void kick(self_ptr self) {
@@ -515,6 +538,11 @@ scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
       [self](stats_atom) -> engine_stats { return make_stats(self->state); },
       [self](step_atom) {
         self->state.retry_pending = false;
+        guarded(self, [&] { kick(self); });
+      },
+      [self](step_atom, std::uint64_t step) {
+        auto& st = self->state;
+        if (step != st.steps_sent || !st.exec_in_flight) return;  // that step has ended
         guarded(self, [&] { kick(self); });
       },
   };

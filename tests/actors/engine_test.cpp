@@ -491,6 +491,50 @@ void retention_case(bool retain) {
 TEST(engine, retained_system_prompt_survives_pressure) { retention_case(true); }
 TEST(engine, without_retention_the_older_prompt_is_evicted) { retention_case(false); }
 
+// Late step overlap: with slow steps, the next step's cache request goes out near the end of
+// the running step, so a request that arrives just after a step started joins the very next
+// step. (Sent when the step starts, as before, it would wait for one step more.)
+TEST(engine, request_arriving_during_a_slow_step_joins_the_next_step) {
+  const std::vector<std::int32_t> prompt_b = make_prompt(6, 120);
+  bool joined_next = false;
+  for (int attempt = 0; attempt < 3 && !joined_next; ++attempt) {
+    fixture f;
+    std::mutex mu;
+    std::condition_variable cv;
+    int started = 0;        // executes begun
+    int first_with_b = -1;  // the execute (1-based) that first carried B
+    f.fake->on_execute = [&](const step_plan& plan) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ++started;
+        for (const auto& s : plan.seqs)
+          if (first_with_b < 0 && s.start_position == 0 && !s.tokens.empty() &&
+              s.tokens[0] == prompt_b[0])
+            first_with_b = started;
+        cv.notify_all();
+      }
+      std::this_thread::sleep_for(40ms);
+    };
+    const request_id a = f.eng->submit(token_request(make_prompt(8, 10), 12), f.events.callback());
+    ASSERT_TRUE(f.events.wait_tokens(a, 3));
+    int running = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      const int seen = started;
+      ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return started > seen; }));
+      running = started;  // this step has just begun and sleeps 40 ms
+    }
+    const request_id b = f.eng->submit(token_request(prompt_b, 2), f.events.callback());
+    ASSERT_TRUE(f.events.wait_final(b));
+    ASSERT_TRUE(f.events.wait_final(a));
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_GT(first_with_b, running);  // B cannot be in a step that began before it arrived
+    joined_next = first_with_b == running + 1;
+  }
+  EXPECT_TRUE(joined_next) << "in 3 attempts, a request arriving at the start of a 40 ms step "
+                              "never joined the next step";
+}
+
 TEST(engine, invalid_config_is_an_error) {
   engine_config config;
   config.scheduling_policy = "random";
