@@ -190,7 +190,9 @@ TEST_P(scheduler_fault, every_live_request_fails_and_the_engine_keeps_serving) {
   };
   for (request_id id : {1, 2, 3}) w.submit(id, make_prompt(9, static_cast<int>(id)), 40);
   // ("submit" may fail before the first step reaches the backend.)
-  if (where != "submit") ASSERT_TRUE(gate.wait_blocked());
+  if (where != "submit") {
+    ASSERT_TRUE(gate.wait_blocked());
+  }
   std::this_thread::sleep_for(20ms);  // the submissions reach the scheduler
   hold = false;
   gate.open();
