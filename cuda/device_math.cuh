@@ -43,18 +43,22 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return r;
 }
 
+/// Eight bf16 values packed in 16 bytes (one uint4 load) as floats.
+__device__ __forceinline__ void bf16x8_to_float(const uint4& raw, float* out) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
 /// N consecutive bf16 values as floats (N = 2, 4 or 8: one 4-, 8- or 16-byte load).
 template <int N>
 __device__ __forceinline__ void load_bf16(const __nv_bfloat16* p, float* out) {
   if constexpr (N == 8) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
+    bf16x8_to_float(*reinterpret_cast<const uint4*>(p), out);
   } else if constexpr (N == 4) {
     const uint2 raw = *reinterpret_cast<const uint2*>(p);
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);

@@ -27,16 +27,6 @@ inline constexpr int kGemvRowsPerBlock = M <= 2 ? 4 : 2;
 /// Stride iterations in flight per thread.
 inline constexpr int kGemvDepth = 2;
 
-__device__ __forceinline__ void bf16x8_to_float(const uint4& raw, float* out) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-
 /// Weights are read once per step: streaming loads (evict first) keep them from displacing
 /// activations and the KV cache in L2.
 __device__ __forceinline__ uint4 load_weights16(const __nv_bfloat16* p) {
