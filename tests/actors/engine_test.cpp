@@ -513,7 +513,7 @@ TEST(engine, request_arriving_during_a_slow_step_joins_the_next_step) {
             first_with_b = started;
         cv.notify_all();
       }
-      std::this_thread::sleep_for(40ms);
+      std::this_thread::sleep_for(80ms);
     };
     const request_id a = f.eng->submit(token_request(make_prompt(8, 10), 12), f.events.callback());
     ASSERT_TRUE(f.events.wait_tokens(a, 3));
@@ -522,7 +522,7 @@ TEST(engine, request_arriving_during_a_slow_step_joins_the_next_step) {
       std::unique_lock<std::mutex> lock(mu);
       const int seen = started;
       ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return started > seen; }));
-      running = started;  // this step has just begun and sleeps 40 ms
+      running = started;  // this step has just begun and sleeps 80 ms
     }
     const request_id b = f.eng->submit(token_request(prompt_b, 2), f.events.callback());
     ASSERT_TRUE(f.events.wait_final(b));
@@ -531,7 +531,7 @@ TEST(engine, request_arriving_during_a_slow_step_joins_the_next_step) {
     ASSERT_GT(first_with_b, running);  // B cannot be in a step that began before it arrived
     joined_next = first_with_b == running + 1;
   }
-  EXPECT_TRUE(joined_next) << "in 3 attempts, a request arriving at the start of a 40 ms step "
+  EXPECT_TRUE(joined_next) << "in 3 attempts, a request arriving at the start of an 80 ms step "
                               "never joined the next step";
 }
 
