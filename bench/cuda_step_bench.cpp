@@ -6,9 +6,8 @@
 //           small-step path (decode rows, split-KV attention, graphs) and without it;
 //   gaps    the GPU's idle time between consecutive decode steps at batch 64 and 1,024 tokens
 //           of context (cuda_backend_config::record_step_gaps): synchronous execute, and
-//           submit(N+1) before collect(N) where the backend has the asynchronous pair.
-// Prints markdown table rows. Needs a CUDA build and a GPU. The same source builds against
-// older trees (without the small-step knob or submit/collect): those rows are then skipped.
+//           submit(N+1) before collect(N).
+// Prints markdown table rows. Needs a CUDA build and a GPU.
 //   cuda_step_bench [all|short|gaps] [label]
 #include <cstdio>
 #include <cstring>
@@ -47,11 +46,7 @@ std::unique_ptr<backend> make_8b(int small_step_tokens, bool gaps) {
   cfg.gpu_memory_utilization = 0.90;
   cfg.record_step_gaps = gaps;
   cfg.log = false;
-#ifdef KVSERVE_CUDA_SMALL_STEPS
   cfg.small_step_max_tokens = small_step_tokens;
-#else
-  (void)small_step_tokens;
-#endif
   auto b = make_cuda_backend_dummy(cfg, llama3_8b(), 1);
   if (!b) {
     std::fprintf(stderr, "backend: %s\n", b.error().message().c_str());
@@ -125,11 +120,7 @@ void bench_short() {
     const char* name;
     int small_tokens;
   };
-#ifdef KVSERVE_CUDA_SMALL_STEPS
   const variant variants[] = {{"general path", 0}, {"small-step path", 128}};
-#else
-  const variant variants[] = {{"general path (tree without small steps)", 0}};
-#endif
   std::printf(
       "\n| step (Llama-3-8B dummy, block 16, greedy, host wall time of execute, median of 21) | "
       "%s build | path | ms |\n|---|---|---|---|\n",
@@ -187,16 +178,6 @@ gap_stats summarize(const std::vector<float>& all, std::size_t from, double step
   return s;
 }
 
-// Gaps from device timestamps where the tree has them (else none).
-std::vector<float> device_gaps(const backend& b) {
-#ifdef KVSERVE_CUDA_DEVICE_STEP_GAPS
-  return cuda_step_gaps_device_us(b);
-#else
-  (void)b;
-  return {};
-#endif
-}
-
 // Batch 64 decode at 1,024 tokens of context; `steps` measured steps after 6 warm-up steps.
 // async: submit(N+1) (its token taken on the device from step N's sample) before collect(N).
 // Returns the gaps by CUDA events and by device timestamps.
@@ -214,7 +195,7 @@ std::pair<gap_stats, gap_stats> decode_gaps(backend& b, bool async, int steps, b
     for (int it = 0; it < warm + steps; ++it) {
       if (it == warm) {
         from = cuda_step_gaps_us(b).size();
-        from_device = device_gaps(b).size();
+        from_device = cuda_step_gaps_device_us(b).size();
         t0 = std::chrono::steady_clock::now();
       }
       auto r = b.execute(p);
@@ -228,7 +209,6 @@ std::pair<gap_stats, gap_stats> decode_gaps(backend& b, bool async, int steps, b
       }
     }
   } else {
-#ifdef KVSERVE_BACKEND_HAS_SUBMIT
     auto check = [](const status& st) {
       if (!st.is_ok()) {
         std::fprintf(stderr, "submit: %s\n", st.message().c_str());
@@ -243,7 +223,7 @@ std::pair<gap_stats, gap_stats> decode_gaps(backend& b, bool async, int steps, b
     for (int it = 0; it < warm + steps; ++it) {
       if (it == warm) {
         from = cuda_step_gaps_us(b).size();
-        from_device = device_gaps(b).size();
+        from_device = cuda_step_gaps_device_us(b).size();
         t0 = std::chrono::steady_clock::now();
       }
       for (auto& q : p.seqs) ++q.start_position;
@@ -256,14 +236,12 @@ std::pair<gap_stats, gap_stats> decode_gaps(backend& b, bool async, int steps, b
     }
     auto r = b.collect();
     if (!r) std::exit(1);
-#else
-    return {};
-#endif
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
       steps;
-  return {summarize(cuda_step_gaps_us(b), from, ms), summarize(device_gaps(b), from_device, ms)};
+  return {summarize(cuda_step_gaps_us(b), from, ms),
+          summarize(cuda_step_gaps_device_us(b), from_device, ms)};
 }
 
 void bench_gaps() {
@@ -275,9 +253,6 @@ void bench_gaps() {
       g_label.c_str());
   for (int round = 0; round < 2; ++round) {
     for (bool async : {false, true}) {
-#ifndef KVSERVE_BACKEND_HAS_SUBMIT
-      if (async) continue;
-#endif
       const auto [ev, dev] = decode_gaps(*b, async, 200, round == 0 && !async);
       const char* loop = async ? "submit(N+1) before collect(N)" : "execute (synchronous)";
       std::printf("| idle gap | %s | CUDA events | %zu | %.1f | %.1f | %.1f | %.2f |\n", loop, ev.n,

@@ -45,10 +45,6 @@ struct cuda_backend_config {
   int small_step_max_tokens = 128;
 };
 
-/// Defined where cuda_backend_config has small_step_max_tokens (benchmarks built against
-/// several trees test for it).
-#define KVSERVE_CUDA_SMALL_STEPS 1
-
 /// True when a CUDA device can be used (driver present and at least one device). Any error,
 /// e.g. "driver version insufficient" on machines without a GPU, counts as no device.
 bool cuda_device_available();
@@ -85,6 +81,5 @@ std::vector<float> cuda_step_gaps_us(const backend& b);
 /// graph): for each of the last 4,096 steps after the first, the time in microseconds from the
 /// previous step's last kernel to this step's first, graph launch included. Empty otherwise.
 std::vector<float> cuda_step_gaps_device_us(const backend& b);
-#define KVSERVE_CUDA_DEVICE_STEP_GAPS 1
 
 }  // namespace kvserve

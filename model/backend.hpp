@@ -68,7 +68,4 @@ class backend {
   std::vector<std::pair<seq_id, std::int32_t>> last_sampled_;
 };
 
-/// Defined where backend has submit/collect (benchmarks built against several trees test it).
-#define KVSERVE_BACKEND_HAS_SUBMIT 1
-
 }  // namespace kvserve
