@@ -193,23 +193,29 @@ void early_reuse_case(bool early) {
   testing::gate gate;
   gate.close();
   std::atomic<bool> armed{true};
+  std::atomic<bool> b_done{false};
   // Held once, at a step where a alone decodes its third token: its prompt blocks are full.
+  // After that, each step takes 1 ms until b is done, so a's 200 tokens outlast b's admission
+  // however late b reaches the scheduler on a loaded machine.
   f.fake->on_execute = [&](const step_plan& p) {
     if (armed && p.seqs.size() == 1 && p.seqs[0].start_position >= 19) {
       armed = false;
       gate.pass();
+    } else if (!armed && !b_done) {
+      std::this_thread::sleep_for(1ms);
     }
   };
   auto system = make_prompt(16, 3);
   auto p1 = system, p2 = system;
   p1.push_back(1);
   p2.push_back(2);
-  const request_id a = f.eng->submit(token_request(p1, 40), f.events.callback());
+  const request_id a = f.eng->submit(token_request(p1, 200), f.events.callback());
   ASSERT_TRUE(gate.wait_blocked());
   const request_id b = f.eng->submit(token_request(p2, 3), f.events.callback());
   std::this_thread::sleep_for(20ms);  // b reaches the scheduler while a is held
   gate.open();
   ASSERT_TRUE(f.events.wait_final(b));
+  b_done = true;
   EXPECT_EQ(f.events.get(a).num_final, 0) << "a must still be generating";
   EXPECT_EQ(f.events.get(b).cached, early ? 16 : 0);
   f.eng->cancel(a);
