@@ -14,17 +14,20 @@ namespace {
 
 struct cache_manager_state {
   std::shared_ptr<step_allocator> allocator;
+  std::shared_ptr<actor_cpu_meter> meter;
   static inline const char* name = "kvserve.cache_manager";
 };
 
 cache_manager_actor::behavior_type cache_manager(
     cache_manager_actor::stateful_pointer<cache_manager_state> self,
-    std::shared_ptr<step_allocator> allocator) {
+    std::shared_ptr<step_allocator> allocator, std::shared_ptr<actor_cpu_meter> meter) {
   self->state.allocator = std::move(allocator);
+  self->state.meter = std::move(meter);
   return {
       [self](allocate_atom, const cache_step_request& request) -> cache_step_reply {
         // Exceptions never leave the actor: the allocator releases every live sequence and
         // the scheduler fails the requests that held blocks, then keeps serving.
+        actor_cpu_meter::scope measured(self->state.meter.get(), engine_actor::kCacheManager);
         try {
           return self->state.allocator->apply(request);
         } catch (const std::exception& e) {
@@ -49,8 +52,9 @@ cache_manager_actor::behavior_type cache_manager(
 }  // namespace
 
 cache_manager_actor spawn_cache_manager(caf::actor_system& sys,
-                                        std::shared_ptr<step_allocator> allocator) {
-  return sys.spawn(cache_manager, std::move(allocator));
+                                        std::shared_ptr<step_allocator> allocator,
+                                        std::shared_ptr<actor_cpu_meter> meter) {
+  return sys.spawn(cache_manager, std::move(allocator), std::move(meter));
 }
 
 }  // namespace kvserve

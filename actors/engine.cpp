@@ -68,6 +68,7 @@ class engine_core {
     hc.scheduler = actors_.scheduler;
     hc.tok = tok_;
     hc.obs = obs_;
+    hc.cpu_meter = actors_.cpu_meter;
     hub_ = spawn_request_hub(*sys_, std::move(hc));
     return status::ok();
   }

@@ -41,6 +41,9 @@ struct engine_config {
   std::chrono::milliseconds lpm_age_bound{2000};  ///< lpm never lets a request wait longer
   bool no_kv_cache = false;
   std::uint64_t seed = 0;  ///< default sampling seed
+  /// Account each actor's CPU time in engine_stats::actor_cpu_seconds (two clock reads per
+  /// message an actor handles).
+  bool measure_actor_cpu = false;
 };
 
 /// Keep the first `num_tokens` prompt tokens at retention `priority` (higher is kept longer),

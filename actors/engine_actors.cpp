@@ -100,11 +100,14 @@ result<engine_actors> spawn_engine_actors(caf::actor_system& sys, const engine_c
   auto allocator = step_allocator::create(kc);
   if (!allocator) return allocator.error();
   engine_actors actors;
-  actors.cache_manager =
-      spawn_cache_manager(sys, std::shared_ptr<step_allocator>(std::move(allocator.value())));
-  actors.worker = spawn_worker(sys, std::make_shared<step_executor>(std::move(model_backend)));
-  actors.scheduler = spawn_scheduler(sys, std::move(sc.value()), actors.cache_manager,
-                                     actors.worker, std::move(obs), std::move(board));
+  if (config.measure_actor_cpu) actors.cpu_meter = std::make_shared<actor_cpu_meter>();
+  actors.cache_manager = spawn_cache_manager(
+      sys, std::shared_ptr<step_allocator>(std::move(allocator.value())), actors.cpu_meter);
+  actors.worker = spawn_worker(sys, std::make_shared<step_executor>(std::move(model_backend)),
+                               actors.cpu_meter);
+  actors.scheduler =
+      spawn_scheduler(sys, std::move(sc.value()), actors.cache_manager, actors.worker,
+                      std::move(obs), std::move(board), actors.cpu_meter);
   return actors;
 }
 

@@ -54,6 +54,9 @@ struct engine_stats {
   std::uint64_t cuda_graph_replays = 0;
   std::uint64_t num_requests_accepted = 0;
   std::uint64_t num_requests_rejected = 0;
+  /// CPU seconds spent handling messages, by actor (scheduler, cache_manager, worker,
+  /// request_hub); empty unless engine_config::measure_actor_cpu.
+  std::map<std::string, double> actor_cpu_seconds;
 };
 
 class observer {

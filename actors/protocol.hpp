@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/actor_cpu_meter.hpp"
 #include "actors/engine.hpp"
 #include "actors/observer.hpp"
 #include "actors/scheduler_policy.hpp"
@@ -213,7 +214,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.num_blocks_total, x.num_blocks_free, x.num_blocks_cached, x.num_blocks_locked,
            x.kv_cache_usage_ratio, x.prefix_cache_queries_tokens, x.prefix_cache_hits_tokens,
            x.evictions_by_reason, x.num_preemptions, x.cuda_graph_replays, x.num_requests_accepted,
-           x.num_requests_rejected);
+           x.num_requests_rejected, x.actor_cpu_seconds);
 }
 
 // ---- Typed actor interfaces --------------------------------------------------------------
@@ -315,6 +316,7 @@ struct engine_actors {
   scheduler_actor scheduler;
   cache_manager_actor cache_manager;
   worker_actor worker;
+  std::shared_ptr<actor_cpu_meter> cpu_meter;  ///< null unless engine_config::measure_actor_cpu
 };
 
 class stats_board;
@@ -333,12 +335,16 @@ result<engine_actors> spawn_engine_actors(caf::actor_system& sys, const engine_c
 result<scheduler_config> make_scheduler_config(const engine_config& config,
                                                const backend& model_backend);
 
+/// Each of these takes an optional meter that accounts the actor's CPU time.
 cache_manager_actor spawn_cache_manager(caf::actor_system& sys,
-                                        std::shared_ptr<step_allocator> allocator);
-worker_actor spawn_worker(caf::actor_system& sys, std::shared_ptr<step_executor> executor);
+                                        std::shared_ptr<step_allocator> allocator,
+                                        std::shared_ptr<actor_cpu_meter> meter = nullptr);
+worker_actor spawn_worker(caf::actor_system& sys, std::shared_ptr<step_executor> executor,
+                          std::shared_ptr<actor_cpu_meter> meter = nullptr);
 scheduler_actor spawn_scheduler(caf::actor_system& sys, scheduler_config config,
                                 cache_manager_actor cache, worker_actor worker,
-                                std::shared_ptr<observer> obs, std::shared_ptr<stats_board> board);
+                                std::shared_ptr<observer> obs, std::shared_ptr<stats_board> board,
+                                std::shared_ptr<actor_cpu_meter> meter = nullptr);
 
 /// Everything a request actor needs besides its submission.
 struct request_actor_config {
@@ -353,8 +359,9 @@ struct request_actor_config {
 /// Everything the request hub needs.
 struct request_hub_config {
   scheduler_actor scheduler;
-  std::shared_ptr<const tokenizer> tok;  ///< may be null: no text
-  std::shared_ptr<observer> obs;         ///< may be null
+  std::shared_ptr<const tokenizer> tok;        ///< may be null: no text
+  std::shared_ptr<observer> obs;               ///< may be null
+  std::shared_ptr<actor_cpu_meter> cpu_meter;  ///< may be null
 };
 
 /// Spawns the engine's request hub (see request_hub_actor). Should the scheduler stop, every

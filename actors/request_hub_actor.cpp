@@ -87,6 +87,8 @@ request_hub_actor::behavior_type request_hub(self_ptr self, request_hub_config c
   });
   return {
       [self](submit_atom, hub_request& r) {
+        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
+                                        engine_actor::kRequestHub);
         auto& st = self->state;
         const request_id id = r.submission.id;
         hub_entry e;
@@ -104,18 +106,28 @@ request_hub_actor::behavior_type request_hub(self_ptr self, request_hub_config c
         if (r.timeout) self->delayed_send(self, *r.timeout, timeout_atom::value, id);
       },
       [self](accepted_atom, request_id id, std::int32_t prompt_tokens, std::int32_t cached) {
+        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
+                                        engine_actor::kRequestHub);
         auto& st = self->state;
         auto it = st.requests.find(id);
         if (it == st.requests.end()) return;
         emit(it->second, id, it->second.state->on_accepted(prompt_tokens, cached, clock::now()));
       },
-      [self](tokens_atom, token_delta& delta) { on_delta(self, delta, clock::now()); },
+      [self](tokens_atom, token_delta& delta) {
+        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
+                                        engine_actor::kRequestHub);
+        on_delta(self, delta, clock::now());
+      },
       [self](tokens_atom, token_batch& batch) {
+        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
+                                        engine_actor::kRequestHub);
         const auto now = clock::now();
         for (token_delta& d : batch.deltas) on_delta(self, d, now);
       },
       [self](finished_atom, request_id id, const std::string& reason,
              const std::string& stop_reason) {
+        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
+                                        engine_actor::kRequestHub);
         auto& st = self->state;
         auto it = st.requests.find(id);
         if (it == st.requests.end()) return;
@@ -129,6 +141,8 @@ request_hub_actor::behavior_type request_hub(self_ptr self, request_hub_config c
         if (st.config.obs) st.config.obs->on_request_finished(e.state->report(final_reason, now));
       },
       [self](failed_atom, request_id id, const error_info& error) {
+        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
+                                        engine_actor::kRequestHub);
         auto& st = self->state;
         auto it = st.requests.find(id);
         if (it == st.requests.end()) return;

@@ -39,6 +39,7 @@ struct scheduler_state {
   worker_actor worker;
   std::shared_ptr<observer> obs;
   std::shared_ptr<stats_board> board;
+  std::shared_ptr<actor_cpu_meter> meter;  // may be null
   /// A sequence's client; batch clients (index into `batch_clients`) get token_batches.
   struct client_ref {
     sequence_client_actor actor;
@@ -201,6 +202,7 @@ engine_stats make_stats(const scheduler_state& st) {
   s.cuda_graph_replays = st.cuda_graph_replays;
   s.num_requests_accepted = st.num_accepted;
   s.num_requests_rejected = st.num_rejected;
+  if (st.meter) s.actor_cpu_seconds = st.meter->seconds();
   return s;
 }
 
@@ -240,6 +242,7 @@ void recover(self_ptr self, status error);
 /// blocks are returned, the engine keeps serving new requests).
 template <class F>
 void guarded(self_ptr self, F&& f) {
+  actor_cpu_meter::scope measured(self->state.meter.get(), engine_actor::kScheduler);
   try {
     f();
   } catch (const std::exception& e) {
@@ -493,8 +496,10 @@ void on_submit(self_ptr self, sequence_submission& sub, scheduler_state::client_
 scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
                                          cache_manager_actor cache, worker_actor worker,
                                          std::shared_ptr<observer> obs,
-                                         std::shared_ptr<stats_board> board) {
+                                         std::shared_ptr<stats_board> board,
+                                         std::shared_ptr<actor_cpu_meter> meter) {
   auto& st = self->state;
+  st.meter = std::move(meter);
   st.config = config;
   st.policy = std::make_unique<scheduler_policy>(std::move(config));
   st.cache = std::move(cache);
@@ -552,9 +557,10 @@ scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, scheduler_config config,
                                 cache_manager_actor cache, worker_actor worker,
-                                std::shared_ptr<observer> obs, std::shared_ptr<stats_board> board) {
+                                std::shared_ptr<observer> obs, std::shared_ptr<stats_board> board,
+                                std::shared_ptr<actor_cpu_meter> meter) {
   return sys.spawn(scheduler, std::move(config), std::move(cache), std::move(worker),
-                   std::move(obs), std::move(board));
+                   std::move(obs), std::move(board), std::move(meter));
 }
 
 }  // namespace kvserve

@@ -13,14 +13,18 @@ namespace {
 
 struct worker_state {
   std::shared_ptr<step_executor> executor;
+  std::shared_ptr<actor_cpu_meter> meter;
   static inline const char* name = "kvserve.worker";
 };
 
 worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,
-                                   std::shared_ptr<step_executor> executor) {
+                                   std::shared_ptr<step_executor> executor,
+                                   std::shared_ptr<actor_cpu_meter> meter) {
   self->state.executor = std::move(executor);
+  self->state.meter = std::move(meter);
   return {
       [self](execute_atom, step_plan& plan) -> worker_outcome {
+        actor_cpu_meter::scope measured(self->state.meter.get(), engine_actor::kWorker);
         const std::uint64_t step_index = plan.step_index;
         try {
           return self->state.executor->execute(std::move(plan));
@@ -36,8 +40,9 @@ worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> 
 
 }  // namespace
 
-worker_actor spawn_worker(caf::actor_system& sys, std::shared_ptr<step_executor> executor) {
-  return sys.spawn<caf::detached>(worker, std::move(executor));
+worker_actor spawn_worker(caf::actor_system& sys, std::shared_ptr<step_executor> executor,
+                          std::shared_ptr<actor_cpu_meter> meter) {
+  return sys.spawn<caf::detached>(worker, std::move(executor), std::move(meter));
 }
 
 }  // namespace kvserve

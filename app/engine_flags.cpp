@@ -56,6 +56,8 @@ void add_engine_flags(CLI::App& command, engine_flags& flags) {
                   "Waiting-queue bound; beyond it requests are rejected as overloaded")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  command.add_flag("--measure-actor-cpu", flags.measure_actor_cpu,
+                   "Account each actor's CPU time (kvserve_actor_cpu_seconds_total)");
   command.add_flag("--no-enable-prefix-caching", flags.no_enable_prefix_caching,
                    "No prefix-cache lookups and no commits");
   command
@@ -143,6 +145,7 @@ engine_config make_engine_config(const engine_flags& flags, const model_config& 
   config.scheduling_policy = flags.scheduling_policy;
   config.no_kv_cache = flags.no_kv_cache;
   config.seed = flags.seed;
+  config.measure_actor_cpu = flags.measure_actor_cpu;
   return config;
 }
 

@@ -36,6 +36,7 @@ struct engine_flags {
   bool enforce_eager = false;
   std::uint64_t seed = 0;
   int num_threads = 0;  ///< CPU backend threads; 0: all cores
+  bool measure_actor_cpu = false;
 };
 
 /// Adds the engine flags to a subcommand, bound to `flags`.

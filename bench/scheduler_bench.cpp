@@ -5,9 +5,11 @@
 // Two measurements per number of running sequences N (all decoding, block size 16):
 //   plain   scheduler_policy + step_allocator + step_executor called in a loop (no actors):
 //           the CPU cost of planning, allocating and applying a step;
-//   actors  the full engine (request, scheduler, cache-manager and worker actors) through
-//           engine.hpp: wall time per step while N requests decode, including the token
-//           messages to N request actors.
+//   actors  the full engine (request hub, scheduler, cache-manager and worker actors)
+//           through engine.hpp: wall and process CPU time per step while N requests decode,
+//           token streaming included; then, from engine_config::measure_actor_cpu, the CPU
+//           time per step spent inside each actor's message handlers (the rest of the
+//           process time is CAF's mailboxes and scheduling, thread wake-ups, the bench).
 
 #include <atomic>
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -42,6 +45,8 @@ double cpu_seconds() {
 struct timing {
   double wall_us = 0;  ///< wall time per step
   double cpu_us = 0;   ///< process CPU time per step
+  /// Actors only: CPU time per step inside each actor's message handlers.
+  double scheduler_us = 0, cache_manager_us = 0, worker_us = 0, request_hub_us = 0;
 };
 
 constexpr int kBlockSize = 16;
@@ -157,6 +162,22 @@ struct step_counter : observer {
       cv.notify_all();
     }
   }
+  /// Per-actor CPU seconds as published with the stats, and the step count they include.
+  struct actor_snapshot {
+    int steps = -1;
+    std::map<std::string, double> seconds;
+  };
+  std::mutex stats_mu;
+  bool measuring = false;
+  actor_snapshot first, last;  // the window's first and last publications
+  void on_stats(const engine_stats& s) override {
+    if (s.actor_cpu_seconds.empty()) return;
+    std::lock_guard<std::mutex> lock(stats_mu);
+    if (!measuring) return;
+    actor_snapshot snap{steps.load(), s.actor_cpu_seconds};
+    if (first.steps < 0) first = snap;
+    last = std::move(snap);
+  }
   /// Waits until `count` steps have run, or until `deadline`.
   void wait_for_steps(int count, clock_type::time_point deadline) {
     std::unique_lock<std::mutex> lock(mu);
@@ -171,6 +192,7 @@ timing actors_us_per_step(int n, double seconds) {
   config.block_size = kBlockSize;
   config.max_num_seqs = n;
   config.max_num_batched_tokens = 8192;
+  config.measure_actor_cpu = true;
   auto obs = std::make_shared<step_counter>();
   obs->n = n;
   engine_parts parts;
@@ -190,6 +212,10 @@ timing actors_us_per_step(int n, double seconds) {
     (*eng)->submit(r, nullptr);
   }
   while (obs->full_steps.load() < 8) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  {
+    std::lock_guard<std::mutex> lock(obs->stats_mu);
+    obs->measuring = true;
+  }
   // Time a fixed number of steps (all with N sequences decoding; requests outlive them).
   const int s0 = obs->steps.load();
   const double cpu0 = cpu_seconds();
@@ -202,6 +228,19 @@ timing actors_us_per_step(int n, double seconds) {
   t.wall_us =
       std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / (s1 - s0);
   t.cpu_us = 1e6 * (cpu_seconds() - cpu0) / (s1 - s0);
+  {
+    std::lock_guard<std::mutex> lock(obs->stats_mu);
+    obs->measuring = false;
+    const int steps = obs->last.steps - obs->first.steps;
+    auto per_step = [&](const char* actor) {
+      if (steps <= 0) return 0.0;
+      return 1e6 * (obs->last.seconds[actor] - obs->first.seconds[actor]) / steps;
+    };
+    t.scheduler_us = per_step("scheduler");
+    t.cache_manager_us = per_step("cache_manager");
+    t.worker_us = per_step("worker");
+    t.request_hub_us = per_step("request_hub");
+  }
   (*eng)->shutdown(std::chrono::milliseconds(0));
   return t;
 }
@@ -225,12 +264,15 @@ int main(int argc, char** argv) {
       mode = argv[i + 1];
     }
   }
-  std::printf("running_seqs  plain_us_per_step  actors_us_per_step  plain_cpu_us  actors_cpu_us\n");
+  std::printf(
+      "running_seqs  plain_us_per_step  actors_us_per_step  plain_cpu_us  actors_cpu_us  "
+      "scheduler_cpu_us  cache_manager_cpu_us  worker_cpu_us  request_hub_cpu_us\n");
   for (int n : sizes) {
     const timing plain = mode != "actors" ? plain_us_per_step(n, seconds) : timing{};
     const timing actors = mode != "plain" ? actors_us_per_step(n, seconds) : timing{};
-    std::printf("%12d  %17.1f  %18.1f  %12.1f  %13.1f\n", n, plain.wall_us, actors.wall_us,
-                plain.cpu_us, actors.cpu_us);
+    std::printf("%12d  %17.1f  %18.1f  %12.1f  %13.1f  %16.1f  %20.1f  %13.1f  %18.1f\n", n,
+                plain.wall_us, actors.wall_us, plain.cpu_us, actors.cpu_us, actors.scheduler_us,
+                actors.cache_manager_us, actors.worker_us, actors.request_hub_us);
     std::fflush(stdout);
   }
   return 0;

@@ -72,6 +72,11 @@ struct prometheus_observer::impl {
                                      .Name("kvserve_kv_cache_evictions_total")
                                      .Help("Cached KV blocks evicted, by reason.")
                                      .Register(*registry);
+  Family<Counter>& actor_cpu_f =
+      prometheus::BuildCounter()
+          .Name("kvserve_actor_cpu_seconds_total")
+          .Help("CPU time spent handling messages, by actor (with --measure-actor-cpu).")
+          .Register(*registry);
   Family<Counter>& preemptions_f = prometheus::BuildCounter()
                                        .Name("kvserve_num_preemptions_total")
                                        .Help("Sequences preempted to free KV blocks.")
@@ -254,6 +259,12 @@ void prometheus_observer::on_stats(const engine_stats& s) {
   add_delta(m.rejected, s.num_requests_rejected, m.last.num_requests_rejected);
   for (const auto& [reason, total] : s.evictions_by_reason) {
     add_delta(m.evictions_f.Add({{"reason", reason}}), total, m.last.evictions_by_reason[reason]);
+  }
+  for (const auto& [actor, seconds] : s.actor_cpu_seconds) {
+    double& last = m.last.actor_cpu_seconds[actor];
+    if (seconds <= last) continue;
+    m.actor_cpu_f.Add({{"actor", actor}}).Increment(seconds - last);
+    last = seconds;
   }
 }
 
