@@ -190,20 +190,32 @@ void early_reuse_case(bool early) {
   engine_config config;
   config.prefix_commit_early = early;
   fixture f(config);
-  testing::gate gate;
+  testing::gate gate, after_b;
   gate.close();
+  after_b.close();
   std::atomic<bool> armed{true};
-  std::atomic<bool> b_done{false};
+  std::atomic<request_id> b_id{0};
+  std::atomic<bool> b_left{false};
   // Held once, at a step where a alone decodes its third token: its prompt blocks are full.
-  // After that, each step takes 1 ms until b is done, so a's 200 tokens outlast b's admission
-  // however late b reaches the scheduler on a loaded machine.
+  // After that, each step takes 1 ms, so a's 200 tokens outlast b's admission however late b
+  // reaches the scheduler on a loaded machine; and the first step after b's final event has
+  // reached the test is held until the test has looked, so a cannot end before the test
+  // thread wakes up. (b's final comes after its blocks are returned, a step or two after its
+  // last token, so the backend cannot tell from the plans alone.)
   f.fake->on_execute = [&](const step_plan& p) {
-    if (armed && p.seqs.size() == 1 && p.seqs[0].start_position >= 19) {
-      armed = false;
-      gate.pass();
-    } else if (!armed && !b_done) {
-      std::this_thread::sleep_for(1ms);
+    if (armed) {
+      if (p.seqs.size() == 1 && p.seqs[0].start_position >= 19) {
+        armed = false;
+        gate.pass();
+      }
+      return;
     }
+    if (!b_left && f.events.get(b_id).num_final > 0) {
+      b_left = true;
+      after_b.pass();
+      return;
+    }
+    std::this_thread::sleep_for(1ms);
   };
   auto system = make_prompt(16, 3);
   auto p1 = system, p2 = system;
@@ -212,13 +224,14 @@ void early_reuse_case(bool early) {
   const request_id a = f.eng->submit(token_request(p1, 200), f.events.callback());
   ASSERT_TRUE(gate.wait_blocked());
   const request_id b = f.eng->submit(token_request(p2, 3), f.events.callback());
-  std::this_thread::sleep_for(20ms);  // b reaches the scheduler while a is held
+  b_id = b;
+  std::this_thread::sleep_for(20ms);  // b reaches the scheduler while a is held (not required)
   gate.open();
   ASSERT_TRUE(f.events.wait_final(b));
-  b_done = true;
   EXPECT_EQ(f.events.get(a).num_final, 0) << "a must still be generating";
   EXPECT_EQ(f.events.get(b).cached, early ? 16 : 0);
   f.eng->cancel(a);
+  after_b.open();
   ASSERT_TRUE(f.events.wait_final(a));
 }
 
@@ -231,24 +244,33 @@ TEST(engine, cancel_at_every_stage_returns_every_block) {
   config.max_num_batched_tokens = 8;
   fixture f(config);
   testing::gate gate;
-  std::atomic<bool> hold{false};
-  f.fake->on_execute = [&](const step_plan&) {
-    if (hold) {
-      gate.pass();
-    } else {
-      std::this_thread::sleep_for(1ms);
+  gate.close();
+  // The backend holds the step that carries the prefill's chunk at position 28 or later (a
+  // few chunks in, 100 tokens to go), whenever the test thread gets to run: a loaded machine
+  // cannot let the prefill finish before the hold. Other steps take 1 ms each, so the decode
+  // (500 tokens) is still running then.
+  std::atomic<bool> hold_prefill{false};
+  f.fake->on_execute = [&](const step_plan& p) {
+    if (hold_prefill) {
+      for (const sequence_step& s : p.seqs) {
+        if (s.tokens.size() > 1 && s.start_position >= 28) {
+          hold_prefill = false;
+          gate.pass();
+          return;
+        }
+      }
     }
+    std::this_thread::sleep_for(1ms);
   };
   const request_id decode =
-      f.eng->submit(token_request(make_prompt(3, 2), 50), f.events.callback());
+      f.eng->submit(token_request(make_prompt(3, 2), 500), f.events.callback());
   ASSERT_TRUE(f.events.wait_tokens(decode, 1));
   // Decode takes 1 token of each step's budget of 8; the prefill's 120 tokens take the rest.
+  hold_prefill = true;
   const request_id prefill =
       f.eng->submit(token_request(make_prompt(120, 1), 50), f.events.callback());
-  ASSERT_TRUE(f.events.wait_accepted(prefill));
-  gate.close();
-  hold = true;
   ASSERT_TRUE(gate.wait_blocked());
+  ASSERT_TRUE(f.events.wait_accepted(prefill));
   // Both slots are taken: this one waits in the queue.
   const request_id queued =
       f.eng->submit(token_request(make_prompt(3, 3), 50), f.events.callback());
@@ -260,7 +282,6 @@ TEST(engine, cancel_at_every_stage_returns_every_block) {
   EXPECT_FALSE(f.events.get(decode).tokens.empty());
   f.eng->cancel(prefill);
   f.eng->cancel(decode);
-  hold = false;
   gate.open();
   for (request_id id : {prefill, decode, queued}) {
     ASSERT_TRUE(f.events.wait_final(id));
@@ -360,16 +381,26 @@ TEST(engine, pull_stream_and_timeout) {
   EXPECT_EQ(std::get<finished_event>(events.back()).inter_token_latencies_seconds.size(), 2u);
   EXPECT_FALSE(stream->next(10ms).has_value());
 
+  // The first step is held past the 50 ms deadline; after it, steps take 2 ms, so the 500
+  // tokens would take a second: the timeout ends the request however late its timer message
+  // is handled on a loaded machine.
   testing::gate gate;
   gate.close();
-  f.fake->on_execute = [&](const step_plan&) { gate.pass(); };
-  auto r = token_request(make_prompt(5, 2), 100);
+  std::atomic<bool> held{true};
+  f.fake->on_execute = [&](const step_plan&) {
+    if (held) {
+      gate.pass();
+    } else {
+      std::this_thread::sleep_for(2ms);
+    }
+  };
+  auto r = token_request(make_prompt(5, 2), 500);
   r.timeout = 50ms;
   const request_id id = f.eng->submit(r, f.events.callback());
   ASSERT_TRUE(gate.wait_blocked());
-  std::this_thread::sleep_for(100ms);
+  std::this_thread::sleep_for(100ms);  // past the deadline (a lower bound, not a sync)
+  held = false;
   gate.open();
-  f.fake->on_execute = nullptr;
   ASSERT_TRUE(f.events.wait_final(id));
   EXPECT_EQ(f.events.get(id).reason, "timeout");
   EXPECT_EQ(f.eng->stats().num_blocks_locked, 0);
