@@ -126,6 +126,17 @@ struct actor_world {
                    testing::make_submission(id, std::move(prompt), max_tokens), client);
   }
 
+  /// Returns once the scheduler has handled every message the test sent it before: its
+  /// mailbox is first in, first out, so a stats request queued after the submissions is
+  /// answered after they were handled. False if no answer came.
+  bool sync_scheduler() {
+    caf::scoped_actor self{sys};
+    bool answered = false;
+    self->request(scheduler, 30s, stats_atom::value)
+        .receive([&](engine_stats&) { answered = true; }, [](caf::error&) {});
+    return answered;
+  }
+
   cache_stats_snapshot cache_stats() {
     caf::scoped_actor self{sys};
     cache_stats_snapshot out;
@@ -193,7 +204,7 @@ TEST_P(scheduler_fault, every_live_request_fails_and_the_engine_keeps_serving) {
   if (where != "submit") {
     ASSERT_TRUE(gate.wait_blocked());
   }
-  std::this_thread::sleep_for(20ms);  // the submissions reach the scheduler
+  EXPECT_TRUE(w.sync_scheduler());  // the submissions reached the scheduler
   hold = false;
   gate.open();
   for (request_id id : {1, 2, 3}) {
@@ -239,7 +250,7 @@ TEST_P(cache_fault, requests_holding_blocks_fail_and_the_engine_keeps_serving) {
   };
   ASSERT_TRUE(gate.wait_blocked());
   w.submit(3, make_prompt(5, 3), 12);
-  std::this_thread::sleep_for(20ms);  // the submission reaches the scheduler
+  EXPECT_TRUE(w.sync_scheduler());  // the submission reached the scheduler
   armed = true;
   hold = false;
   gate.open();
