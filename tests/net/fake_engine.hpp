@@ -7,10 +7,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdlib>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "actors/engine.hpp"
@@ -25,6 +27,9 @@ struct fake_engine_config {
   std::string model_name = "fake-model";
   /// Token text is "<steady_clock nanoseconds> " instead of "t<i> " (latency benchmarks).
   bool stamp_tokens = false;
+  /// Bytes of filler ('.') after each token's text: large frames fill socket buffers in a few
+  /// thousand tokens, however slowly a loaded machine runs the engine (slow-consumer tests).
+  std::size_t token_padding = 0;
 };
 
 class fake_engine : public engine {
@@ -186,6 +191,7 @@ class fake_engine : public engine {
           cfg_.stamp_tokens
               ? std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + " "
               : "t" + std::to_string(s.produced) + " ";
+      tok.text.append(cfg_.token_padding, '.');
       tok.token_ids = {s.produced % cfg_.vocab_size};
       if (r.sampling.logprobs >= 0) {
         position_logprobs p;

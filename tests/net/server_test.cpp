@@ -456,7 +456,9 @@ TEST_F(server_fixture, disconnect_mid_stream_cancels_the_generation) {
 TEST_F(server_fixture, a_client_that_stops_reading_is_cancelled_with_slow_consumer) {
   server_config cfg;
   cfg.limits.max_pending_frames_per_stream = 16;
-  start({.max_model_len = 1 << 22}, cfg);
+  // 4 KiB tokens: the kernel's socket buffers (a few MiB) fill within a few thousand tokens,
+  // not the tens of thousands of short ones a loaded machine may not produce in time.
+  start({.max_model_len = 1 << 22, .token_padding = 4096}, cfg);
   ws_client c(port_, "/v1/ws", 4096);
   c.send({{"type", "start"}, {"id", "flood"}, {"prompt", "x"}, {"max_tokens", 1 << 20}});
   // Do not read: the socket buffers fill, the queue reaches its bound, the engine is told.
