@@ -73,9 +73,17 @@ struct scheduler_state {
   // Token coalescing: deltas of fast steps are merged and sent at most every kFlushInterval
   // (and always before a final event, and when the scheduler goes idle), so a request
   // actor gets one message per interval rather than one per step.
-  std::vector<token_output> pending_tokens;  // plain tokens (no logprobs), in step order
-  std::vector<token_delta> pending_deltas;   // tokens with logprobs or prompt logprobs
-  std::vector<sequence_event> step_events;   // scratch for apply_result
+  // Plain tokens (no logprobs), gathered per sequence by its policy slot; `touched_slots`
+  // lists the slots holding tokens, in the order they were first filled.
+  struct slot_tokens {
+    request_id id = 0;
+    std::vector<std::int32_t> tokens;
+  };
+  std::vector<slot_tokens> pending_by_slot;
+  std::vector<std::uint32_t> touched_slots;
+  std::vector<token_output> step_tokens;    // scratch for apply_result
+  std::vector<token_delta> pending_deltas;  // tokens with logprobs or prompt logprobs
+  std::vector<sequence_event> step_events;  // scratch for apply_result
   clock::time_point last_flush{};
   clock::time_point last_publish{};
   bool final_sent = false;  // a final event went out since the last publish
@@ -97,27 +105,47 @@ void route(self_ptr self, token_delta&& delta) {
   }
 }
 
+/// Routes the plain tokens gathered in one slot as one delta, and empties the slot.
+void route_slot(self_ptr self, scheduler_state::slot_tokens& pending) {
+  token_delta d;
+  d.id = pending.id;
+  d.tokens = pending.tokens;  // a copy sized to fit; the slot keeps its capacity
+  pending.tokens.clear();
+  route(self, std::move(d));
+}
+
+/// Adds a step's plain tokens to their sequences' slots.
+void gather(self_ptr self, const std::vector<token_output>& tokens) {
+  auto& st = self->state;
+  for (const token_output& t : tokens) {
+    if (t.slot >= st.pending_by_slot.size()) st.pending_by_slot.resize(t.slot + 1);
+    scheduler_state::slot_tokens& pending = st.pending_by_slot[t.slot];
+    if (pending.tokens.empty()) {
+      st.touched_slots.push_back(t.slot);
+    } else if (pending.id != t.id) {
+      // The slot's previous sequence ended and the slot was reused before a flush: its
+      // tokens go out first (ahead of its final event, which flushes before it is sent).
+      // The slot is listed in touched_slots already.
+      route_slot(self, pending);
+    }
+    pending.id = t.id;
+    pending.tokens.push_back(t.token);
+  }
+}
+
 /// Sends the coalesced token deltas, in order: one token_batch per batch client, one message
 /// per sequence for other clients.
 void flush(self_ptr self) {
   auto& st = self->state;
   st.last_flush = clock::now();
-  if (st.pending_tokens.empty() && st.pending_deltas.empty()) return;
-  // A sequence's tokens all take one path (flat when it asked for no logprobs), so the two
-  // lists never hold the same sequence.
-  auto& tokens = st.pending_tokens;
-  std::stable_sort(tokens.begin(), tokens.end(),
-                   [](const token_output& a, const token_output& b) { return a.id < b.id; });
-  for (std::size_t i = 0; i < tokens.size();) {
-    token_delta d;
-    d.id = tokens[i].id;
-    std::size_t j = i;
-    while (j < tokens.size() && tokens[j].id == d.id) ++j;
-    d.tokens.reserve(j - i);
-    for (; i < j; ++i) d.tokens.push_back(tokens[i].token);
-    route(self, std::move(d));
+  if (st.touched_slots.empty() && st.pending_deltas.empty()) return;
+  // A sequence's tokens all take one path (flat when it asked for no logprobs), so the slots
+  // and the delta list never hold the same sequence.
+  for (std::uint32_t slot : st.touched_slots) {
+    scheduler_state::slot_tokens& pending = st.pending_by_slot[slot];
+    if (!pending.tokens.empty()) route_slot(self, pending);
   }
-  tokens.clear();
+  st.touched_slots.clear();
   auto& pending = st.pending_deltas;
   std::stable_sort(pending.begin(), pending.end(),
                    [](const token_delta& a, const token_delta& b) { return a.id < b.id; });
@@ -312,7 +340,8 @@ void recover(self_ptr self, status error) {
   auto& st = self->state;
   try {
     st.pending_deltas.clear();  // the policy is suspect: these requests fail anyway
-    st.pending_tokens.clear();
+    for (auto& pending : st.pending_by_slot) pending.tokens.clear();
+    st.touched_slots.clear();
     ++st.epoch;
     for (auto& entry : st.clients) st.doomed.push_back(std::move(entry));
     st.clients.clear();
@@ -336,7 +365,9 @@ void on_executed(self_ptr self, worker_outcome& out) {
   events.clear();
   if (out.error) {
     // Plain tokens go straight to the pending list; finishes are delivered after them.
-    st.policy->apply_result(out.result, st.pending_tokens, events);
+    st.step_tokens.clear();
+    st.policy->apply_result(out.result, st.step_tokens, events);
+    gather(self, st.step_tokens);
   } else {
     events = st.policy->fail_step(out.error);
   }

@@ -345,15 +345,22 @@ void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk
   // Every field is set: `st` may be a recycled entry of an earlier plan (its vectors keep
   // their capacity, so a steady decode batch allocates nothing here).
   st.id = s.sub.id;
-  st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
+  if (chunk == 1) {  // decode: no call into vector's range assignment
+    st.tokens.resize(1);
+    st.tokens[0] = s.tokens[static_cast<std::size_t>(s.num_computed)];
+  } else {
+    st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
+  }
   st.input_from_last_sample = false;
   st.start_position = s.num_computed;
   if (known != nullptr && known->id == s.sub.id && known->table_epoch == s.table_epoch &&
       known->table_size <= s.block_table.size() && st.block_table.size() == known->table_size) {
     // The entry holds this sequence's table of an earlier step: tables only grow at the end
     // until reset (which changes the epoch), so only the new blocks are copied.
-    st.block_table.insert(st.block_table.end(), s.block_table.begin() + known->table_size,
-                          s.block_table.end());
+    if (known->table_size < s.block_table.size()) {
+      st.block_table.insert(st.block_table.end(), s.block_table.begin() + known->table_size,
+                            s.block_table.end());
+    }
   } else {
     st.block_table.assign(s.block_table.begin(), s.block_table.end());
   }
@@ -367,7 +374,9 @@ void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk
     st.penalty_output_tokens.assign(s.tokens.begin() + s.sub.prompt.size(), s.tokens.end());
   }
   st.suppressed_tokens.clear();
-  if (st.sample) st.suppressed_tokens = s.sub.stop.suppressed_tokens(s.num_generated());
+  if (st.sample && s.num_generated() < s.sub.stop.min_tokens) {
+    st.suppressed_tokens = s.sub.stop.suppressed_tokens(s.num_generated());
+  }
   st.return_logits = logits_mode::kNone;
   st.prompt_logprobs = -1;
   st.next_prompt_token.reset();
@@ -606,7 +615,7 @@ void scheduler_policy::apply_result(const step_result& result, std::vector<token
     if (s.flat_tokens) {
       if (r.sampled_token) {
         s.tokens.push_back(*r.sampled_token);
-        tokens.push_back(token_output{r.id, *r.sampled_token});
+        tokens.push_back(token_output{r.id, *r.sampled_token, slot});
       }
     } else {
       sequence_event e;

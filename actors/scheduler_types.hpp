@@ -130,6 +130,9 @@ struct cache_step_reply {
 struct token_output {
   seq_id id = 0;
   std::int32_t token = 0;
+  /// The sequence's slot in the scheduler_policy (dense, reused once the sequence is gone):
+  /// lets the caller group tokens by sequence without a lookup or a sort.
+  std::uint32_t slot = 0;
 };
 
 /// What the scheduler tells a sequence's client. One struct for every kind keeps the plain
