@@ -19,8 +19,10 @@ from kvserve_harness import KvServe, metric, metric_sum, parse_args
 CLIENTS = int(os.environ.get("KVSERVE_SOAK_CLIENTS", "200"))
 DURATION_S = float(os.environ.get("KVSERVE_SOAK_SECONDS", "60"))
 # Warm-up ends when the KV pool has been touched once (its pages become resident on first use):
-# the small pool below is cycled through well before half-time.
+# at half-time, or later if no block has been evicted yet (an eviction means every block was
+# taken once), as on a loaded machine that serves fewer requests; at three quarters at the latest.
 WARMUP_S = DURATION_S / 2
+WARMUP_LATEST_S = DURATION_S * 3 / 4
 
 
 def rss_kib(pid):
@@ -85,13 +87,21 @@ async def client(url, index, deadline, tally, rng):
             await asyncio.sleep(0.05)
 
 
-async def run_clients(url, seconds, tally, pid, rss):
-    deadline = time.time() + seconds
+async def run_clients(url, http_url, seconds, tally, pid, rss):
+    start = time.time()
+    deadline = start + seconds
     rng = random.Random(1234)
+
+    async def pool_cycled():
+        r = await asyncio.to_thread(requests.get, http_url + "/metrics", timeout=10)
+        return metric_sum(r.text, "kvserve_kv_cache_evictions_total") > 0
 
     async def sample_rss():
         await asyncio.sleep(WARMUP_S)
+        while time.time() < start + WARMUP_LATEST_S and not await pool_cycled():
+            await asyncio.sleep(1)
         rss.append(rss_kib(pid))
+        rss.append(time.time() - start)
 
     await asyncio.gather(sample_rss(),
                          *(client(url, i, deadline, tally, random.Random(rng.random()))
@@ -107,8 +117,8 @@ def main():
         tally = Tally()
         t0 = time.time()
         rss = []
-        asyncio.run(run_clients(url, DURATION_S, tally, s.pid, rss))
-        rss_warm = rss[0]
+        asyncio.run(run_clients(url, s.url, DURATION_S, tally, s.pid, rss))
+        rss_warm, warm_at = rss
         # Let cancelled and abandoned requests drain, bounded.
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -130,7 +140,7 @@ def main():
               f"done {tally.done}, errors {tally.errors} {tally.error_codes}, "
               f"abandoned {tally.abandoned}, cancels sent {tally.cancel_sent}; metrics: "
               f"accepted {accepted}, rejected {rejected}, finished {finished}, "
-              f"locked blocks {locked}; RSS {rss_warm} -> {rss_end} KiB")
+              f"locked blocks {locked}; RSS {rss_warm} (at {warm_at:.0f} s) -> {rss_end} KiB")
         assert tally.started > CLIENTS, "too little load"
         assert tally.started == tally.done + tally.errors + tally.abandoned
         assert accepted + rejected == tally.started, (accepted, rejected, tally.started)
