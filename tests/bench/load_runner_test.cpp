@@ -14,6 +14,8 @@
 #include <map>
 #include <string>
 
+#include "bench/serve/arrival_schedule.hpp"
+
 namespace kvserve::bench {
 namespace {
 
@@ -192,10 +194,15 @@ TEST_F(LoadRunnerTest, MultiTurnOverChatSendsTheAnswersBack) {
 
 TEST_F(LoadRunnerTest, MaxDurationBoundsTheRun) {
   bench_config c = base_config(server_, api_backend::kWebSocket);
-  c.request_rate = 0.5;  // a gap of about 2 s between sessions
-  c.max_duration_s = 0.3;
+  // Rate 0.5 with seed 0: the sessions after the first are due at 3.5 s, 4.8 s and later, all
+  // after the 2 s bound, which leaves the first request (2 tokens) time to finish on a loaded
+  // machine.
+  c.request_rate = 0.5;
+  c.max_duration_s = 2.0;
   c.workload.kind = workload_kind::kRandom;
+  c.workload.seed = 0;
   c.workload.num_prompts = 6;
+  ASSERT_GT(poisson_arrival_times(6, c.request_rate, c.workload.seed)[1], c.max_duration_s);
   c.workload.random_input_len = 8;
   c.workload.random_output_len = 2;
   auto run = run_benchmark(c);
