@@ -10,7 +10,7 @@ bool contains(const std::vector<std::int32_t>& ids, std::int32_t token) {
 }
 }  // namespace
 
-std::optional<finish_decision> stop_criteria::check(std::int32_t token, int num_generated) const {
+std::optional<finish_decision> stop_criteria::decide(std::int32_t token, int num_generated) const {
   // Suppressed tokens cannot be sampled below min_tokens; a backend that ignores the mask
   // still must not end the sequence early.
   if (num_generated > min_tokens) {

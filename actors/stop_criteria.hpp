@@ -25,9 +25,26 @@ struct stop_criteria {
   std::vector<std::int32_t> stop_token_ids;  ///< the request's own stop token ids
 
   /// The finish caused by `token`, the `num_generated`-th completion token (1-based), if any.
-  std::optional<finish_decision> check(std::int32_t token, int num_generated) const;
+  std::optional<finish_decision> check(std::int32_t token, int num_generated) const {
+    // Inline for the common case (called per sequence per step): no finish.
+    if (num_generated < max_tokens &&
+        (num_generated <= min_tokens ||
+         !is_listed(eos_token_ids, token) && !is_listed(stop_token_ids, token))) {
+      return std::nullopt;
+    }
+    return decide(token, num_generated);
+  }
   /// Tokens the backend must mask when `num_generated` tokens exist so far.
   std::vector<std::int32_t> suppressed_tokens(int num_generated) const;
+
+ private:
+  static bool is_listed(const std::vector<std::int32_t>& ids, std::int32_t token) {
+    for (std::int32_t id : ids) {
+      if (id == token) return true;
+    }
+    return false;
+  }
+  std::optional<finish_decision> decide(std::int32_t token, int num_generated) const;
 };
 
 }  // namespace kvserve
