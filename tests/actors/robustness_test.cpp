@@ -238,16 +238,31 @@ TEST_P(cache_fault, requests_holding_blocks_fail_and_the_engine_keeps_serving) {
       },
       /*max_num_seqs=*/2);
   // Two requests decode; the third waits for a slot (max_num_seqs 2) and holds no blocks.
-  w.submit(1, make_prompt(9, 1), 200);
-  w.submit(2, make_prompt(7, 2), 200);
-  ASSERT_TRUE(w.results.wait_tokens(1, 2));
-  ASSERT_TRUE(w.results.wait_tokens(2, 2));
+  // The backend holds the first step in which both decode with two tokens out already, set
+  // before the submissions: fast steps would let both end (200 tokens in a few ms) before a
+  // test thread woken late on a loaded machine could hold them. Until the second one shows
+  // up, steps take 1 ms, so the first cannot end before it.
   testing::gate gate;
   std::atomic<bool> hold{true};
+  std::atomic<bool> second_seen{false};
   gate.close();
-  w.fake->on_execute = [&](const step_plan&) {
-    if (hold) gate.pass();
+  w.fake->on_execute = [&](const step_plan& p) {
+    if (!hold) return;
+    bool first = false, second = false;
+    for (const sequence_step& s : p.seqs) {
+      if (s.id == 2) second_seen = true;
+      first = first || (s.id == 1 && s.start_position >= 9 + 1);
+      second = second || (s.id == 2 && s.start_position >= 7 + 1);
+    }
+    if (first && second) {
+      gate.pass();
+    } else if (!second_seen) {
+      std::this_thread::sleep_for(1ms);
+    }
   };
+  w.submit(1, make_prompt(9, 1), 200);
+  w.submit(2, make_prompt(7, 2), 200);
+  // (Their tokens may still wait in the scheduler's coalescing buffer while the step is held.)
   ASSERT_TRUE(gate.wait_blocked());
   w.submit(3, make_prompt(5, 3), 12);
   EXPECT_TRUE(w.sync_scheduler());  // the submission reached the scheduler
