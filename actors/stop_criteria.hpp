@@ -29,7 +29,7 @@ struct stop_criteria {
     // Inline for the common case (called per sequence per step): no finish.
     if (num_generated < max_tokens &&
         (num_generated <= min_tokens ||
-         !is_listed(eos_token_ids, token) && !is_listed(stop_token_ids, token))) {
+         (!is_listed(eos_token_ids, token) && !is_listed(stop_token_ids, token)))) {
       return std::nullopt;
     }
     return decide(token, num_generated);
