@@ -248,14 +248,10 @@ void publish(self_ptr self) {
   if (st.obs) st.obs->on_stats(s);
 }
 
-step_report describe(const step_plan& plan, int num_prompt_tokens) {
+step_report describe(const step_plan& plan, int num_prompt_tokens, int num_decode) {
   step_report r;
   r.batch_size = static_cast<int>(plan.seqs.size());
   r.num_prompt_tokens = num_prompt_tokens;
-  int num_decode = 0;
-  for (const sequence_step& s : plan.seqs) {
-    if (s.tokens.size() == 1 && s.sample && s.start_position > 0) ++num_decode;
-  }
   r.kind = num_decode == r.batch_size ? step_kind::kDecode
            : num_decode == 0          ? step_kind::kPrefill
                                       : step_kind::kMixed;
@@ -363,10 +359,11 @@ void on_executed(self_ptr self, worker_outcome& out) {
   fault_point(self, "executed");
   std::vector<sequence_event>& events = st.step_events;
   events.clear();
+  int num_sampled = 0;
   if (out.error) {
     // Plain tokens go straight to the pending list; finishes are delivered after them.
     st.step_tokens.clear();
-    st.policy->apply_result(out.result, st.step_tokens, events);
+    num_sampled = st.policy->apply_result(out.result, st.step_tokens, events);
     gather(self, st.step_tokens);
   } else {
     events = st.policy->fail_step(out.error);
@@ -378,7 +375,7 @@ void on_executed(self_ptr self, worker_outcome& out) {
   if (out.error && st.obs) {
     step_report report = st.exec_report;
     report.duration_seconds = out.duration_seconds;
-    for (const auto& r : out.result.seqs) report.num_generated_tokens += r.sampled_token ? 1 : 0;
+    report.num_generated_tokens = num_sampled;
     st.obs->on_step(report);
   }
   deliver(self, events);
@@ -394,9 +391,9 @@ void on_executed(self_ptr self, worker_outcome& out) {
   publish(self);
 }
 
-void send_step(self_ptr self, step_plan plan, int num_prompt_tokens) {
+void send_step(self_ptr self, step_plan plan, int num_prompt_tokens, int num_decode) {
   auto& st = self->state;
-  st.exec_report = describe(plan, num_prompt_tokens);
+  st.exec_report = describe(plan, num_prompt_tokens, num_decode);
   st.exec_in_flight = true;
   ++st.steps_sent;
   const std::uint64_t epoch = st.epoch;
@@ -442,7 +439,7 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
     }
     return;
   }
-  send_step(self, std::move(ps.plan), ps.num_prompt_tokens);
+  send_step(self, std::move(ps.plan), ps.num_prompt_tokens, ps.num_decode_seqs);
   schedule_next_allocation(self);
   maybe_flush(self);
   publish(self);

@@ -529,6 +529,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
         plan_entry{id, s.table_epoch, static_cast<std::uint32_t>(s.block_table.size())});
     const int prompt_len = static_cast<int>(s.sub.prompt.size());
     out.num_prompt_tokens += std::clamp(prompt_len - s.num_computed, 0, chunk);
+    if (chunk == 1 && step.sample && step.start_position > 0) ++out.num_decode_seqs;
     s.in_alloc = false;
     s.in_exec = true;
     s.exec_samples = step.sample;
@@ -596,10 +597,12 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
   return events;
 }
 
-void scheduler_policy::apply_result(const step_result& result, std::vector<token_output>& tokens,
-                                    std::vector<sequence_event>& events) {
+int scheduler_policy::apply_result(const step_result& result, std::vector<token_output>& tokens,
+                                   std::vector<sequence_event>& events) {
+  int num_sampled = 0;
   for (std::size_t i = 0; i < result.seqs.size(); ++i) {
     const sequence_result& r = result.seqs[i];
+    if (r.sampled_token) ++num_sampled;
     const slot_index slot = resolve(step_seqs_, i, r.id);
     if (slot == kNoSlot) continue;
     sequence& s = slots_[slot];
@@ -670,6 +673,7 @@ void scheduler_policy::apply_result(const step_result& result, std::vector<token
            false, events);
   }
   step_seqs_.clear();
+  return num_sampled;
 }
 
 std::vector<sequence_event> scheduler_policy::abort_allocations(const status& error) {

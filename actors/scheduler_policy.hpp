@@ -55,6 +55,8 @@ struct planned_step {
   /// Tokens of the plan that lie inside their request's prompt (computed now, not cached), for
   /// the prompt-token metric; a one-token last prompt chunk counts too.
   int num_prompt_tokens = 0;
+  /// Sequences of the plan that decode (one token, sampled, after position 0).
+  int num_decode_seqs = 0;
 };
 
 class scheduler_policy {
@@ -99,8 +101,9 @@ class scheduler_policy {
   /// are appended to `tokens` (plan order), everything else (tokens with logprobs, prompt
   /// logprobs, finishes) to `events`. A consumer takes `tokens` before `events`, which keeps
   /// every sequence's order (its token comes before its finish).
-  void apply_result(const step_result& result, std::vector<token_output>& tokens,
-                    std::vector<sequence_event>& events);
+  /// Returns the number of tokens the step sampled.
+  int apply_result(const step_result& result, std::vector<token_output>& tokens,
+                   std::vector<sequence_event>& events);
   /// Step phase 3, when the worker failed: every sequence of the step ends with `error`.
   std::vector<sequence_event> fail_step(const status& error);
   /// Step phase 2 when the cache manager failed (cache_step_reply::error): it released every
