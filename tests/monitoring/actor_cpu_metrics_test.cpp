@@ -7,19 +7,13 @@
 #include <sstream>
 #include <string>
 
+#include "metric_sample.hpp"
 #include "monitoring/prometheus_observer.hpp"
 
 namespace kvserve {
 namespace {
 
-double sample(const std::string& text, const std::string& series) {
-  std::istringstream is(text);
-  std::string line;
-  while (std::getline(is, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nan("");
-}
+using testing::sample;
 
 TEST(actor_cpu_metrics, follow_the_per_actor_totals) {
   prometheus_observer obs;

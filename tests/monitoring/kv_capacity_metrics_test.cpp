@@ -9,6 +9,7 @@
 
 #include "actors/engine.hpp"
 #include "bench/kv_capacity_measure.hpp"
+#include "metric_sample.hpp"
 #include "model/cpu_backend.hpp"
 #include "model/dummy_weights.hpp"
 #include "model/kv_capacity.hpp"
@@ -17,14 +18,7 @@
 namespace kvserve {
 namespace {
 
-double sample(const std::string& text, const std::string& series) {
-  std::istringstream is(text);
-  std::string line;
-  while (std::getline(is, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nan("");
-}
+using testing::sample;
 
 model_config smollm2_shapes() {
   model_config c;

@@ -9,20 +9,13 @@
 #include <thread>
 #include <vector>
 
+#include "metric_sample.hpp"
 #include "monitoring/prometheus_observer.hpp"
 
 namespace kvserve {
 namespace {
 
-/// The value of the sample line `series` (name plus labels exactly as rendered), or NaN.
-double sample(const std::string& text, const std::string& series) {
-  std::istringstream is(text);
-  std::string line;
-  while (std::getline(is, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nan("");
-}
+using testing::sample;
 
 TEST(prometheus_observer, exports_every_metric_of_the_issue) {
   prometheus_observer obs;
