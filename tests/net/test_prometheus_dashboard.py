@@ -75,7 +75,8 @@ def load(url, stop, errors):
 
 def main():
     args = parse_args()
-    with KvServe(args.kvserve, model_args=args.model_args) as s, \
+    # --measure-actor-cpu: the dashboard's actor CPU panel reads a series only it exports.
+    with KvServe(args.kvserve, ["--measure-actor-cpu"], model_args=args.model_args) as s, \
             tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = os.path.join(tmp, "prometheus.yml")
