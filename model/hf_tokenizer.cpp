@@ -10,6 +10,9 @@ namespace {
 
 using json = nlohmann::json;
 
+/// Unused ids a tokenizer may leave between and after its defined tokens.
+constexpr std::int64_t kMaxUnusedTokenIds = 1 << 16;
+
 /// The pre-tokenizer setup, found by walking a (possibly nested) Sequence.
 struct pre_info {
   bool byte_level = false;
@@ -130,7 +133,16 @@ result<hf_tokenizer_info> parse(std::string_view tokenizer_json, std::string_vie
       max_id = std::max<std::int64_t>(max_id, a["id"].get<std::int64_t>());
     }
   }
-  if (max_id < 0 || max_id >= (1 << 30)) return corrupt("empty or oversized vocabulary");
+  // Token ids are dense in real tokenizers: a few unused ids between the vocabulary and the
+  // added tokens are fine, an id far beyond everything defined is corrupt data (and would
+  // otherwise size the token table by that id).
+  const std::int64_t num_defined =
+      static_cast<std::int64_t>(model["vocab"].size()) + static_cast<std::int64_t>(added.size());
+  if (max_id < 0) return corrupt("empty vocabulary");
+  if (max_id >= num_defined + kMaxUnusedTokenIds) {
+    return corrupt("token id " + std::to_string(max_id) + " is far beyond the " +
+                   std::to_string(num_defined) + " tokens defined");
+  }
   spec.tokens.assign(static_cast<std::size_t>(max_id + 1), std::string());
   spec.kinds.assign(spec.tokens.size(), token_kind::kUnused);
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
