@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -73,6 +74,21 @@ void request_finish(self_ptr self, request_id id, const char* reason) {
   }
 }
 
+/// Accounts the handler's CPU time to the hub (when the engine measures actor CPU).
+actor_cpu_meter::scope measure(self_ptr self) {
+  return actor_cpu_meter::scope(self->state.config.cpu_meter.get(), engine_actor::kRequestHub);
+}
+
+/// Removes request `id` and hands back its entry; nullopt when it is not live.
+std::optional<hub_entry> take(self_ptr self, request_id id) {
+  auto& requests = self->state.requests;
+  auto it = requests.find(id);
+  if (it == requests.end()) return std::nullopt;
+  hub_entry e = std::move(it->second);
+  requests.erase(it);
+  return e;
+}
+
 request_hub_actor::behavior_type request_hub(self_ptr self, request_hub_config config) {
   self->state.config = std::move(config);
   // Safety net: should the scheduler stop, every stream still ends (with an error).
@@ -87,8 +103,7 @@ request_hub_actor::behavior_type request_hub(self_ptr self, request_hub_config c
   });
   return {
       [self](submit_atom, hub_request& r) {
-        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
-                                        engine_actor::kRequestHub);
+        const auto measured = measure(self);
         auto& st = self->state;
         const request_id id = r.submission.id;
         hub_entry e;
@@ -106,49 +121,38 @@ request_hub_actor::behavior_type request_hub(self_ptr self, request_hub_config c
         if (r.timeout) self->delayed_send(self, *r.timeout, timeout_atom::value, id);
       },
       [self](accepted_atom, request_id id, std::int32_t prompt_tokens, std::int32_t cached) {
-        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
-                                        engine_actor::kRequestHub);
+        const auto measured = measure(self);
         auto& st = self->state;
         auto it = st.requests.find(id);
         if (it == st.requests.end()) return;
         emit(it->second, id, it->second.state->on_accepted(prompt_tokens, cached, clock::now()));
       },
       [self](tokens_atom, token_delta& delta) {
-        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
-                                        engine_actor::kRequestHub);
+        const auto measured = measure(self);
         on_delta(self, delta, clock::now());
       },
       [self](tokens_atom, token_batch& batch) {
-        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
-                                        engine_actor::kRequestHub);
+        const auto measured = measure(self);
         const auto now = clock::now();
         for (token_delta& d : batch.deltas) on_delta(self, d, now);
       },
       [self](finished_atom, request_id id, const std::string& reason,
              const std::string& stop_reason) {
-        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
-                                        engine_actor::kRequestHub);
+        const auto measured = measure(self);
+        std::optional<hub_entry> e = take(self, id);
+        if (!e) return;
         auto& st = self->state;
-        auto it = st.requests.find(id);
-        if (it == st.requests.end()) return;
-        hub_entry e = std::move(it->second);
-        st.requests.erase(it);
         const auto now = clock::now();
-        request_state::finish_outcome out = e.state->on_finished(reason, stop_reason, now);
-        if (out.tail) emit(e, id, std::move(*out.tail));
+        request_state::finish_outcome out = e->state->on_finished(reason, stop_reason, now);
+        if (out.tail) emit(*e, id, std::move(*out.tail));
         const std::string final_reason = out.finished.finish_reason;
-        emit(e, id, std::move(out.finished));
-        if (st.config.obs) st.config.obs->on_request_finished(e.state->report(final_reason, now));
+        emit(*e, id, std::move(out.finished));
+        if (st.config.obs) st.config.obs->on_request_finished(e->state->report(final_reason, now));
       },
       [self](failed_atom, request_id id, const error_info& error) {
-        actor_cpu_meter::scope measured(self->state.config.cpu_meter.get(),
-                                        engine_actor::kRequestHub);
-        auto& st = self->state;
-        auto it = st.requests.find(id);
-        if (it == st.requests.end()) return;
-        hub_entry e = std::move(it->second);
-        st.requests.erase(it);
-        fail_request(self, id, e, error.to_status());
+        const auto measured = measure(self);
+        if (std::optional<hub_entry> e = take(self, id))
+          fail_request(self, id, *e, error.to_status());
       },
       [self](cancel_atom, request_id id) { request_finish(self, id, "cancelled"); },
       [self](timeout_atom, request_id id) { request_finish(self, id, "timeout"); },

@@ -4,18 +4,12 @@
 
 namespace kvserve {
 
-namespace {
-bool contains(const std::vector<std::int32_t>& ids, std::int32_t token) {
-  return std::find(ids.begin(), ids.end(), token) != ids.end();
-}
-}  // namespace
-
 std::optional<finish_decision> stop_criteria::decide(std::int32_t token, int num_generated) const {
   // Suppressed tokens cannot be sampled below min_tokens; a backend that ignores the mask
   // still must not end the sequence early.
   if (num_generated > min_tokens) {
-    if (contains(eos_token_ids, token)) return finish_decision{"stop", ""};
-    if (contains(stop_token_ids, token)) return finish_decision{"stop", std::to_string(token)};
+    if (is_listed(eos_token_ids, token)) return finish_decision{"stop", ""};
+    if (is_listed(stop_token_ids, token)) return finish_decision{"stop", std::to_string(token)};
   }
   if (num_generated >= max_tokens) return finish_decision{"length", ""};
   return std::nullopt;
