@@ -27,6 +27,13 @@ class chat_template;
 
 using request_id = std::uint64_t;
 
+/// Whether the worker submits step N + 1 to the backend before collecting step N.
+enum class async_scheduling_mode {
+  kAuto,  ///< on when the backend queues steps (backend::queues_steps: the CUDA backend)
+  kOn,    ///< always (with the CPU backend it only delays each step's tokens: tests)
+  kOff,   ///< plan each step after the previous one's result
+};
+
 /// Engine flags of DESIGN.md's table that the engine itself (not app/) interprets.
 struct engine_config {
   int block_size = 16;
@@ -40,6 +47,10 @@ struct engine_config {
   std::string scheduling_policy = "fcfs";         ///< fcfs|lpm
   std::chrono::milliseconds lpm_age_bound{2000};  ///< lpm never lets a request wait longer
   bool no_kv_cache = false;
+  /// Asynchronous steps (--async-scheduling): the scheduler plans step N + 1 while step N
+  /// runs and the worker queues it behind step N, so the device does not wait for the host
+  /// between steps. Always off with no_kv_cache.
+  async_scheduling_mode async_scheduling = async_scheduling_mode::kAuto;
   std::uint64_t seed = 0;  ///< default sampling seed
   /// Account each actor's CPU time in engine_stats::actor_cpu_seconds (two clock reads per
   /// message an actor handles).

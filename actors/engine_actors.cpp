@@ -82,6 +82,10 @@ result<scheduler_config> make_scheduler_config(const engine_config& config,
   sc.no_kv_cache = config.no_kv_cache;
   sc.enable_prefix_caching = config.enable_prefix_caching && !config.no_kv_cache;
   sc.prefix_commit_early = config.prefix_commit_early;
+  sc.async_steps =
+      !config.no_kv_cache &&
+      (config.async_scheduling == async_scheduling_mode::kOn ||
+       (config.async_scheduling == async_scheduling_mode::kAuto && model_backend.queues_steps()));
   return sc;
 }
 

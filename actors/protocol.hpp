@@ -5,7 +5,7 @@
 ///
 /// A request's path (docs/ARCHITECTURE.md draws it):
 ///   client --submit--> scheduler --allocate--> cache manager --reply--> scheduler
-///          --execute--> worker --outcome--> scheduler --accepted/tokens/finished--> client
+///          --submit, collect--> worker --outcome--> scheduler --accepted/tokens/finished--> client
 /// The engine facade (engine.hpp) puts a request actor in the client's place; a CAF program
 /// may instead talk to the scheduler directly with any actor that implements
 /// sequence_client_actor (see examples/embed/).
@@ -56,7 +56,7 @@ using tokens_atom = caf::atom_constant<caf::atom("tokens")>;
 using finished_atom = caf::atom_constant<caf::atom("finished")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using allocate_atom = caf::atom_constant<caf::atom("allocate")>;
-using execute_atom = caf::atom_constant<caf::atom("execute")>;
+using collect_atom = caf::atom_constant<caf::atom("collect")>;
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using timeout_atom = caf::atom_constant<caf::atom("timeout")>;
@@ -272,9 +272,12 @@ using cache_manager_actor = caf::typed_actor<
 
 /// The worker: owns the backend and runs steps on its own thread.
 using worker_actor = caf::typed_actor<
-    /// scheduler -> worker: run a plan; replies with the result or the error that failed the
-    /// step (never a CAF error for backend failures).
-    caf::replies_to<execute_atom, step_plan>::with<worker_outcome>>;
+    /// scheduler -> worker: hand a plan to the backend (step_executor::submit); at most two
+    /// steps in flight. Its outcome comes from a collect.
+    caf::reacts_to<submit_atom, step_plan>,
+    /// scheduler -> worker: the oldest submitted step's outcome, once it has run: the result
+    /// or the error that failed the step (never a CAF error for backend failures).
+    caf::replies_to<collect_atom>::with<worker_outcome>>;
 
 /// The request actor of the engine facade: a sequence client that owns the client's event
 /// stream, deadline, cancellation and detokenisation.

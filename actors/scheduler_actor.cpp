@@ -1,9 +1,14 @@
 // The scheduler actor: a thin shell around scheduler_policy. One step is
-//   plan_allocations -> cache manager (allocate) -> apply_allocations -> worker (execute)
-//   -> apply_result, then the next step; client messages are handled in between.
+//   plan_allocations -> cache manager (allocate) -> apply_allocations -> worker (submit,
+//   collect) -> apply_result, then the next step; client messages are handled in between.
+// Step overlap: the next step's cache request goes out while a step runs. Asynchronous steps
+// (scheduler_config::async_steps) go further: the next step is planned and submitted while a
+// step runs, and the running step is collected only after that (or once it is clear that no
+// next step comes), so the worker queues step N + 1 behind step N.
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <exception>
 #include <iterator>
 #include <memory>
@@ -49,15 +54,19 @@ struct scheduler_state {
   std::vector<batch_client_actor> batch_clients;
   std::vector<token_batch> batches;  // per batch client, filled by flush()
   // Step overlap: while the worker runs step N, the cache request of step N+1 is out; its
-  // reply waits in `early_reply` until step N's outcome is applied.
+  // reply waits in `early_reply` until step N's outcome is applied (without async_steps).
   bool alloc_in_flight = false;
-  bool exec_in_flight = false;
+  int uncollected = 0;             // steps submitted to the worker and not collected (0..2)
+  bool collect_in_flight = false;  // a collect request is out (for the oldest of them)
   std::optional<cache_step_reply> early_reply;
-  step_report exec_report;
-  bool busy() const { return alloc_in_flight || exec_in_flight; }
+  std::deque<step_report> exec_reports;  // one per uncollected step, oldest first
+  bool busy() const { return alloc_in_flight || uncollected > 0; }
   bool retry_pending = false;
-  std::uint64_t steps_sent = 0;                     // names the step a late allocation is for
+  // Late allocation: a delayed step_atom carrying `late_token` sends the next cache request.
+  bool late_pending = false;
+  std::uint64_t late_token = 0;
   std::chrono::microseconds last_step_duration{0};  // the worker's time for the last step
+  step_kind last_step_kind = step_kind::kPrefill;
   // Recovery from an exception in the scheduler itself: every request live at that moment
   // fails once the in-flight message has come back and the cache manager has released every
   // sequence; requests submitted meanwhile go to a fresh policy and are served after that.
@@ -296,11 +305,16 @@ void fail_everyone(self_ptr self, const status& error) noexcept {
   }
 }
 
+void request_collect(self_ptr self);
+
 /// Recovery, once nothing is in flight: the cache manager releases every sequence, then the
-/// doomed requests get their error.
+/// doomed requests get their error. Steps still on the worker are collected (and dropped)
+/// first.
 void continue_recovery(self_ptr self) {
   auto& st = self->state;
-  if (!st.recovering || st.busy()) return;
+  if (!st.recovering) return;
+  if (st.uncollected > 0 && !st.collect_in_flight) request_collect(self);
+  if (st.busy()) return;
   cache_step_request request;
   request.release_all = true;
   st.alloc_in_flight = true;
@@ -344,6 +358,7 @@ void recover(self_ptr self, status error) {
     if (!st.recovering) st.doom_error = std::move(error);
     st.recovering = true;
     st.retry_pending = false;
+    st.late_pending = false;
     st.early_reply.reset();
     st.policy = std::make_unique<scheduler_policy>(st.config);
     continue_recovery(self);
@@ -354,7 +369,22 @@ void recover(self_ptr self, status error) {
 
 void on_allocated(self_ptr self, cache_step_reply& reply);
 
-void on_executed(self_ptr self, worker_outcome& out) {
+/// Asynchronous steps: collects the oldest uncollected step once two are in flight, or once
+/// no next step is being planned (no cache request out, none due later).
+void ensure_collect(self_ptr self) {
+  auto& st = self->state;
+  if (st.uncollected == 0 || st.collect_in_flight) return;
+  if (st.uncollected >= 2 || (!st.alloc_in_flight && !st.late_pending)) request_collect(self);
+}
+
+/// What follows a step's outcome or an empty plan: the next cache request unless a late one
+/// is due, and (asynchronous steps) the collect that is now possible.
+void advance(self_ptr self) {
+  if (!self->state.late_pending) kick(self);
+  ensure_collect(self);
+}
+
+void on_executed(self_ptr self, worker_outcome& out, const step_report& exec_report) {
   auto& st = self->state;
   fault_point(self, "executed");
   std::vector<sequence_event>& events = st.step_events;
@@ -372,46 +402,69 @@ void on_executed(self_ptr self, worker_outcome& out) {
   st.cuda_graph_replays = out.cuda_graph_replays;
   st.last_step_duration = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::duration<double>(out.duration_seconds));
+  st.last_step_kind = exec_report.kind;
   if (out.error && st.obs) {
-    step_report report = st.exec_report;
+    step_report report = exec_report;
     report.duration_seconds = out.duration_seconds;
     report.num_generated_tokens = num_sampled;
     st.obs->on_step(report);
   }
   deliver(self, events);
-  if (st.early_reply) {
-    // The next step's blocks are ready: plan it now that this step's tokens are known.
-    cache_step_reply reply = std::move(*st.early_reply);
-    st.early_reply.reset();
-    on_allocated(self, reply);
-    return;
+  if (st.config.async_steps) {
+    // The step submitted ahead (if any) runs now: time the next cache request by it.
+    if (st.uncollected > 0 && !st.alloc_in_flight && !st.late_pending) {
+      schedule_next_allocation(self);
+    }
+    advance(self);
+  } else {
+    st.late_pending = false;  // the step ended before a late request was due
+    if (st.early_reply) {
+      // The next step's blocks are ready: plan it now that this step's tokens are known.
+      cache_step_reply reply = std::move(*st.early_reply);
+      st.early_reply.reset();
+      on_allocated(self, reply);
+      return;
+    }
+    kick(self);
   }
-  kick(self);
   maybe_flush(self);
   publish(self);
 }
 
+void request_collect(self_ptr self) {
+  auto& st = self->state;
+  st.collect_in_flight = true;
+  const std::uint64_t epoch = st.epoch;
+  auto done = [self, epoch](worker_outcome& out) {
+    auto& st = self->state;
+    st.collect_in_flight = false;
+    --st.uncollected;
+    step_report report;
+    if (!st.exec_reports.empty()) {
+      report = st.exec_reports.front();
+      st.exec_reports.pop_front();
+    }
+    if (epoch != st.epoch) return continue_recovery(self);
+    guarded(self, [&] { on_executed(self, out, report); });
+  };
+  self->request(st.worker, caf::infinite, collect_atom::value)
+      .then([done](worker_outcome& out) mutable { done(out); },
+            [self, done](caf::error& err) mutable {
+              worker_outcome out;
+              out.error = {status_code::kInternal,
+                           "the worker failed: " + self->system().render(err)};
+              done(out);
+            });
+}
+
 void send_step(self_ptr self, step_plan plan, int num_prompt_tokens, int num_decode) {
   auto& st = self->state;
-  st.exec_report = describe(plan, num_prompt_tokens, num_decode);
-  st.exec_in_flight = true;
-  ++st.steps_sent;
-  const std::uint64_t epoch = st.epoch;
-  self->request(st.worker, caf::infinite, execute_atom::value, std::move(plan))
-      .then(
-          [self, epoch](worker_outcome& out) {
-            self->state.exec_in_flight = false;
-            if (epoch != self->state.epoch) return continue_recovery(self);
-            guarded(self, [&] { on_executed(self, out); });
-          },
-          [self, epoch](caf::error& err) {
-            self->state.exec_in_flight = false;
-            if (epoch != self->state.epoch) return continue_recovery(self);
-            worker_outcome out;
-            out.error = {status_code::kInternal,
-                         "the worker failed: " + self->system().render(err)};
-            guarded(self, [&] { on_executed(self, out); });
-          });
+  st.exec_reports.push_back(describe(plan, num_prompt_tokens, num_decode));
+  ++st.uncollected;
+  self->send(st.worker, submit_atom::value, std::move(plan));
+  // Without asynchronous steps every step is collected at once (messages to the worker keep
+  // their order, so the collect finds the step).
+  if (!st.config.async_steps) request_collect(self);
 }
 
 void on_allocated(self_ptr self, cache_step_reply& reply) {
@@ -423,7 +476,7 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
     // the error, waiting ones are served later.
     std::vector<sequence_event> events = st.policy->abort_allocations(reply.error);
     deliver(self, events);
-    kick(self);
+    advance(self);
     maybe_flush(self);
     publish(self);
     return;
@@ -433,27 +486,40 @@ void on_allocated(self_ptr self, cache_step_reply& reply) {
   if (ps.plan.seqs.empty()) {
     flush(self);
     publish(self);
-    if (st.policy->has_work() && !st.retry_pending) {
+    if (st.policy->has_work() && !st.retry_pending && st.uncollected == 0) {
       st.retry_pending = true;
       self->delayed_send(self, kRetryDelay, step_atom::value);
     }
+    ensure_collect(self);
     return;
   }
+  const bool from_idle = st.uncollected == 0;
   send_step(self, std::move(ps.plan), ps.num_prompt_tokens, ps.num_decode_seqs);
-  schedule_next_allocation(self);
+  // Asynchronous steps: a step submitted behind a running one starts when that one ends,
+  // which its collect tells; the next cache request is timed from there.
+  if (!st.config.async_steps || from_idle) schedule_next_allocation(self);
+  ensure_collect(self);
   maybe_flush(self);
   publish(self);
 }
 
 /// Step overlap: the next step's cache request goes out while this step runs — at once for
 /// fast steps, else late (see kLateAllocationMinStep), judged by the last step's duration.
-/// Should this step end before the late request is due, on_executed sends it instead.
+/// Should this step end before the late request is due, on_executed sends it instead. With
+/// asynchronous steps, whose collect waits for the next plan, it is late only between decode
+/// steps (a prefill's duration says nothing about the decode step after it).
 void schedule_next_allocation(self_ptr self) {
   auto& st = self->state;
   const auto expected = st.last_step_duration;
   if (expected < kLateAllocationMinStep) return kick(self);
+  if (st.config.async_steps &&
+      (st.last_step_kind != step_kind::kDecode || st.exec_reports.empty() ||
+       st.exec_reports.front().kind != step_kind::kDecode)) {
+    return kick(self);
+  }
   const auto margin = std::max<std::chrono::microseconds>(kLateAllocationMargin, expected / 4);
-  self->delayed_send(self, expected - margin, step_atom::value, st.steps_sent);
+  st.late_pending = true;
+  self->delayed_send(self, expected - margin, step_atom::value, ++st.late_token);
 }
 
 void kick(self_ptr self) {
@@ -462,10 +528,15 @@ void kick(self_ptr self) {
       !st.policy->has_work()) {
     return;
   }
-  if (st.exec_in_flight && st.config.no_kv_cache) return;  // no overlap without a KV cache
+  if (st.config.async_steps) {
+    if (st.uncollected >= 2) return;  // the next plan waits for the oldest step's result
+  } else if (st.uncollected > 0 && st.config.no_kv_cache) {
+    return;  // no overlap without a KV cache
+  }
   fault_point(self, "plan");
   cache_step_request request = st.policy->plan_allocations(clock::now());
   st.alloc_in_flight = true;
+  st.late_pending = false;  // sent now, whether it was due later or not
   const std::uint64_t epoch = st.epoch;
   self->request(st.cache, caf::infinite, allocate_atom::value, std::move(request))
       .then(
@@ -473,7 +544,7 @@ void kick(self_ptr self) {
             auto& st = self->state;
             st.alloc_in_flight = false;
             if (epoch != st.epoch) return continue_recovery(self);
-            if (st.exec_in_flight) {
+            if (st.uncollected > 0 && !st.config.async_steps) {
               st.early_reply = std::move(reply);  // applied after the running step's outcome
               return;
             }
@@ -571,12 +642,13 @@ scheduler_actor::behavior_type scheduler(self_ptr self, scheduler_config config,
       [self](stats_atom) -> engine_stats { return make_stats(self->state); },
       [self](step_atom) {
         self->state.retry_pending = false;
-        guarded(self, [&] { kick(self); });
+        guarded(self, [&] { advance(self); });
       },
-      [self](step_atom, std::uint64_t step) {
+      [self](step_atom, std::uint64_t token) {
         auto& st = self->state;
-        if (step != st.steps_sent || !st.exec_in_flight) return;  // that step has ended
-        guarded(self, [&] { kick(self); });
+        if (token != st.late_token || !st.late_pending) return;  // sent already, or superseded
+        st.late_pending = false;
+        guarded(self, [&] { advance(self); });
       },
   };
 }

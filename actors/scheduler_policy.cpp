@@ -1,6 +1,7 @@
 #include "actors/scheduler_policy.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <utility>
 
 namespace kvserve {
@@ -186,7 +187,7 @@ void scheduler_policy::finish(slot_index slot, sequence_event final_event, bool 
   s.live = false;
   s.running = false;
   s.in_alloc = false;
-  s.in_exec = false;
+  s.num_exec = 0;
   s.removal.reset();
   free_slots_.push_back(slot);
 }
@@ -269,18 +270,21 @@ cache_step_request scheduler_policy::plan_allocations(clock::time_point now) {
     for (slot_index slot : running_) {
       sequence& s = slots_[slot];
       // Overlap: a sequence in the running step is sized for the token it will sample, and
-      // left out when that token surely ends it (no blocks grown for nothing).
+      // left out when that token surely ends it (no blocks grown for nothing), or when it was
+      // removed (it ends once that step's result is applied).
       int num_tokens = static_cast<int>(s.tokens.size());
       int num_computed = s.num_computed;
-      if (s.in_exec) {
-        num_computed += s.chunk;
-        if (s.exec_samples) {
-          if (s.num_generated() + 1 >= s.sub.stop.max_tokens ||
-              num_tokens + 1 >= config_.max_model_len) {
+      if (s.in_exec()) {
+        if (s.removal) continue;
+        num_computed += s.exec_chunks();
+        const int pending = s.exec_samples();
+        if (pending > 0) {
+          if (s.num_generated() + pending >= s.sub.stop.max_tokens ||
+              num_tokens + pending >= config_.max_model_len) {
             ++count;
             continue;
           }
-          ++num_tokens;
+          num_tokens += pending;
         }
       }
       req.running.push_back(s.sub.id);
@@ -344,15 +348,23 @@ void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk
                                  const plan_entry* known) const {
   // Every field is set: `st` may be a recycled entry of an earlier plan (its vectors keep
   // their capacity, so a steady decode batch allocates nothing here).
+  // A step in flight (planned ahead of its result) moves the start, and the token it samples
+  // is this step's input, which the backend takes from it.
+  const int computed = s.num_computed + s.exec_chunks();
+  const int pending = s.exec_samples();
+  const int known_tokens = static_cast<int>(s.tokens.size());
   st.id = s.sub.id;
-  if (chunk == 1) {  // decode: no call into vector's range assignment
+  st.input_from_last_sample = computed >= known_tokens;
+  if (st.input_from_last_sample) {
     st.tokens.resize(1);
-    st.tokens[0] = s.tokens[static_cast<std::size_t>(s.num_computed)];
+    st.tokens[0] = 0;       // placeholder
+  } else if (chunk == 1) {  // decode: no call into vector's range assignment
+    st.tokens.resize(1);
+    st.tokens[0] = s.tokens[static_cast<std::size_t>(computed)];
   } else {
-    st.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + chunk);
+    st.tokens.assign(s.tokens.begin() + computed, s.tokens.begin() + computed + chunk);
   }
-  st.input_from_last_sample = false;
-  st.start_position = s.num_computed;
+  st.start_position = computed;
   if (known != nullptr && known->id == s.sub.id && known->table_epoch == s.table_epoch &&
       known->table_size <= s.block_table.size() && st.block_table.size() == known->table_size) {
     // The entry holds this sequence's table of an earlier step: tables only grow at the end
@@ -364,39 +376,49 @@ void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk
   } else {
     st.block_table.assign(s.block_table.begin(), s.block_table.end());
   }
-  const int end = s.num_computed + chunk;
-  st.sample = end == static_cast<int>(s.tokens.size());
+  const int end = computed + chunk;
+  const int generated = s.num_generated() + pending;
+  st.sample = end == known_tokens + pending;
   st.sampling = s.sub.sampling;
   st.penalty_prompt_tokens.clear();
   st.penalty_output_tokens.clear();
   if (st.sampling.uses_penalties()) {
+    // Without the pending token: the backend appends it (model/backend.hpp).
     st.penalty_prompt_tokens.assign(s.sub.prompt.begin(), s.sub.prompt.end());
     st.penalty_output_tokens.assign(s.tokens.begin() + s.sub.prompt.size(), s.tokens.end());
   }
   st.suppressed_tokens.clear();
-  if (st.sample && s.num_generated() < s.sub.stop.min_tokens) {
-    st.suppressed_tokens = s.sub.stop.suppressed_tokens(s.num_generated());
+  if (st.sample && generated < s.sub.stop.min_tokens) {
+    st.suppressed_tokens = s.sub.stop.suppressed_tokens(generated);
   }
   st.return_logits = logits_mode::kNone;
   st.prompt_logprobs = -1;
   st.next_prompt_token.reset();
   const int prompt_len = static_cast<int>(s.sub.prompt.size());
-  if (s.sub.prompt_logprobs >= 0 && s.num_generated() == 0 && s.num_computed < prompt_len) {
+  if (s.sub.prompt_logprobs >= 0 && generated == 0 && computed < prompt_len) {
     st.prompt_logprobs = s.sub.prompt_logprobs;
     if (end < prompt_len) st.next_prompt_token = s.sub.prompt[end];
   }
 }
 
 void scheduler_policy::recycle(step_plan&& plan) {
-  if (plan.step_index == handed_step_ && plan.seqs.size() == handed_entries_.size()) {
-    // The plan handed out last: its entries are known, so the next plan updates them.
+  if (plan.step_index == applied_step_ && plan.seqs.size() == applied_entries_.size()) {
+    // The plan applied last: its entries are known, so the next plan updates them.
     recycled_ = std::move(plan);
-    recycled_entries_.swap(handed_entries_);
+    recycled_entries_.swap(applied_entries_);
   } else if (plan.seqs.size() > recycled_.seqs.size()) {
     recycled_ = std::move(plan);
     recycled_entries_.clear();
   }
-  handed_entries_.clear();
+  applied_entries_.clear();
+}
+
+void scheduler_policy::retire_oldest_step() {
+  inflight_step& oldest = inflight_[0];
+  applied_step_ = oldest.step;
+  applied_entries_.swap(oldest.entries);
+  std::swap(inflight_[0], inflight_[1]);
+  --num_inflight_;
 }
 
 void scheduler_policy::preempt(slot_index slot, std::vector<sequence_event>& immediate) {
@@ -420,6 +442,9 @@ void scheduler_policy::preempt(slot_index slot, std::vector<sequence_event>& imm
 }
 
 planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) {
+  if (num_inflight_ >= 2) {
+    throw std::logic_error("apply_allocations with two steps in flight");
+  }
   planned_step out;
   out.events = std::move(inflight_finals_);
   inflight_finals_.clear();
@@ -490,7 +515,8 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
   // Build the plan: sequences already running first (decode before new prefill), then the
   // ones admitted now, each in running order.
   int budget = config_.max_num_batched_tokens;
-  step_seqs_.clear();                         // the previous step's result is applied by now
+  inflight_step& planned = inflight_[static_cast<std::size_t>(num_inflight_)];
+  planned.slots.clear();
   out.plan.seqs = std::move(recycled_.seqs);  // entries are overwritten, then trimmed
   recycled_.seqs.clear();
   entries_scratch_.clear();
@@ -500,12 +526,15 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     if (!s.live || !s.in_alloc) return;
     const seq_id id = s.sub.id;
     if (s.removal) {
-      auto [reason, stop_reason] = *s.removal;
       s.in_alloc = false;
+      if (s.in_exec()) return;  // finished when its step's result is applied
+      auto [reason, stop_reason] = *s.removal;
       finish(slot, finished_event(id, reason, stop_reason), true, immediate);
       return;
     }
-    const int remaining = static_cast<int>(s.tokens.size()) - s.num_computed;
+    // Past the step in flight, if any (asynchronous steps).
+    const int computed = s.num_computed + s.exec_chunks();
+    const int remaining = static_cast<int>(s.tokens.size()) + s.exec_samples() - computed;
     int chunk = std::min(remaining, budget);
     if (config_.no_kv_cache) {
       chunk = remaining;
@@ -528,14 +557,13 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     entries_scratch_.push_back(
         plan_entry{id, s.table_epoch, static_cast<std::uint32_t>(s.block_table.size())});
     const int prompt_len = static_cast<int>(s.sub.prompt.size());
-    out.num_prompt_tokens += std::clamp(prompt_len - s.num_computed, 0, chunk);
+    out.num_prompt_tokens += std::clamp(prompt_len - computed, 0, chunk);
     if (chunk == 1 && step.sample && step.start_position > 0) ++out.num_decode_seqs;
     s.in_alloc = false;
-    s.in_exec = true;
-    s.exec_samples = step.sample;
-    s.chunk = chunk;
+    s.exec[static_cast<std::size_t>(s.num_exec++)] =
+        sequence::exec_entry{step_index_, chunk, step.sample};
     budget -= chunk;
-    step_seqs_.push_back(slot);
+    planned.slots.push_back(slot);
   };
   // consider() may finish a sequence (erasing it from running_): iterate over a copy (a
   // member, so its capacity is kept from step to step).
@@ -572,8 +600,9 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     recycled_entries_.clear();
   } else {
     out.plan.seqs.resize(used);
-    handed_entries_.swap(entries_scratch_);
-    handed_step_ = step_index_;
+    planned.step = step_index_;
+    planned.entries.swap(entries_scratch_);
+    ++num_inflight_;
     recycled_entries_.clear();
   }
   out.plan.step_index = step_index_;
@@ -600,15 +629,19 @@ std::vector<sequence_event> scheduler_policy::apply_result(const step_result& re
 int scheduler_policy::apply_result(const step_result& result, std::vector<token_output>& tokens,
                                    std::vector<sequence_event>& events) {
   int num_sampled = 0;
+  if (num_inflight_ == 0) return num_sampled;
+  const inflight_step& step = inflight_[0];
   for (std::size_t i = 0; i < result.seqs.size(); ++i) {
     const sequence_result& r = result.seqs[i];
     if (r.sampled_token) ++num_sampled;
-    const slot_index slot = resolve(step_seqs_, i, r.id);
+    const slot_index slot = resolve(step.slots, i, r.id);
     if (slot == kNoSlot) continue;
     sequence& s = slots_[slot];
-    if (!s.in_exec) continue;
-    s.in_exec = false;
-    s.num_computed += s.chunk;
+    if (!s.in_exec() || s.exec[0].step != step.step) continue;
+    // A sequence preempted since this step was planned (asynchronous steps) lost its KV but
+    // keeps the token, which was computed with valid KV; it recomputes from there.
+    if (s.running) s.num_computed += s.exec[0].chunk;
+    s.pop_exec();
     if (s.removal) {
       auto [reason, stop_reason] = *s.removal;
       finish(slot, finished_event(r.id, reason, stop_reason), true, events);
@@ -646,9 +679,11 @@ int scheduler_policy::apply_result(const step_result& result, std::vector<token_
       }
     }
     if (fin) {
+      // A step planned ahead that holds it computes one more token, which is dropped.
       finish(slot, finished_event(r.id, fin->reason, fin->stop_reason), true, events);
       continue;
     }
+    if (!s.running) continue;  // preempted: nothing to commit
     if (config_.no_kv_cache) {
       pending_releases_.push_back(r.id);
       reset_table(s);
@@ -665,14 +700,13 @@ int scheduler_policy::apply_result(const step_result& result, std::vector<token_
       }
     }
   }
-  for (slot_index slot : step_seqs_) {  // sequences the backend returned no result for
+  for (slot_index slot : step.slots) {  // sequences the backend returned no result for
     sequence& s = slots_[slot];
-    if (!s.live || !s.in_exec) continue;
-    s.in_exec = false;
+    if (!s.live || !s.in_exec() || s.exec[0].step != step.step) continue;
     finish(slot, error_event(s.sub.id, {status_code::kInternal, "the backend returned no result"}),
            false, events);
   }
-  step_seqs_.clear();
+  retire_oldest_step();
   return num_sampled;
 }
 
@@ -699,7 +733,7 @@ std::vector<sequence_event> scheduler_policy::abort_allocations(const status& er
     reset_table(slots_[slot]);  // released by the cache manager already
     finish(slot, error_event(id, error), /*commit=*/false, events);
   }
-  step_seqs_.clear();
+  // A step in flight stays counted: its result still comes, and finds its sequences gone.
   step_grows_.clear();
   step_admits_.clear();
   step_probes_.clear();
@@ -708,13 +742,14 @@ std::vector<sequence_event> scheduler_policy::abort_allocations(const status& er
 
 std::vector<sequence_event> scheduler_policy::fail_step(const status& error) {
   std::vector<sequence_event> events;
-  for (slot_index slot : step_seqs_) {
+  if (num_inflight_ == 0) return events;
+  const inflight_step& step = inflight_[0];
+  for (slot_index slot : step.slots) {
     sequence& s = slots_[slot];
-    if (!s.live || !s.in_exec) continue;
-    s.in_exec = false;
+    if (!s.live || !s.in_exec() || s.exec[0].step != step.step) continue;
     finish(slot, error_event(s.sub.id, error), /*commit=*/false, events);
   }
-  step_seqs_.clear();
+  retire_oldest_step();
   return events;
 }
 

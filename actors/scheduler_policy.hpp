@@ -11,8 +11,17 @@
 ///   3. apply_result(result) or fail_step(error) -> client events (tokens, finishes)
 /// Sequences removed (cancel, stop string, timeout) while part of a step are finished when
 /// that step's result is applied, so the worker never writes into blocks already returned.
+///
+/// Asynchronous steps: apply_allocations() may also run while one step is in flight (its
+/// result not applied yet), so that the worker can queue step N + 1 before step N ends. A
+/// sequence that step N samples then decodes in step N + 1 with `input_from_last_sample` (the
+/// backend takes the token step N sampled). When step N's result ends such a sequence (EOS, a
+/// stop token), it is finished at once: step N + 1 still computes a token for it, which is
+/// dropped. Its blocks go back in the next cache request, so only steps planned after step
+/// N + 1 can reuse them, and the worker runs steps in order.
 /// Not thread-safe: the scheduler actor owns it.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -42,6 +51,10 @@ struct scheduler_config {
   bool enable_prefix_caching = true;
   bool prefix_commit_early = true;
   bool no_kv_cache = false;
+  /// The scheduler actor plans step N + 1 while step N runs (apply_allocations ahead of
+  /// apply_result) and has the worker submit it before collecting step N. Not with
+  /// no_kv_cache.
+  bool async_steps = false;
   int lpm_probes_per_step = 32;  ///< waiting sequences whose cached prefix is refreshed per step
   /// Tests: the scheduler actor calls it at named points ("submit", "plan", "allocated",
   /// "executed") inside its exception guard; a hook that throws simulates a scheduler bug.
@@ -88,14 +101,15 @@ class scheduler_policy {
   /// then sees the sampled tokens (a preempted sequence keeps its last token, computed with
   /// valid KV, and recomputes from there). Not with no_kv_cache (needs every token known).
   cache_step_request plan_allocations(clock::time_point now);
-  /// Step phase 2. An empty plan ends the step.
+  /// Step phase 2. An empty plan ends the step. At most one step may be in flight (handed out,
+  /// result not applied) when it is called: the plan is then that step's successor.
   planned_step apply_allocations(const cache_step_reply& reply);
   /// Optional: hands back an executed plan (worker_outcome::plan) so that the next plan
-  /// reuses its vectors instead of allocating per sequence per step. The plan handed out
-  /// last, given back with its block tables unchanged, lets the next plan copy only the
-  /// blocks added since (a steady decode batch then copies about nothing).
+  /// reuses its vectors instead of allocating per sequence per step. The plan whose result was
+  /// applied last, given back with its block tables unchanged, lets the next plan copy only
+  /// the blocks added since (a steady decode batch then copies about nothing).
   void recycle(step_plan&& plan);
-  /// Step phase 3, on success.
+  /// Step phase 3, on success, for the oldest step in flight (results come in plan order).
   std::vector<sequence_event> apply_result(const step_result& result);
   /// Step phase 3, on success, the hot path: tokens of sequences that asked for no logprobs
   /// are appended to `tokens` (plan order), everything else (tokens with logprobs, prompt
@@ -104,7 +118,8 @@ class scheduler_policy {
   /// Returns the number of tokens the step sampled.
   int apply_result(const step_result& result, std::vector<token_output>& tokens,
                    std::vector<sequence_event>& events);
-  /// Step phase 3, when the worker failed: every sequence of the step ends with `error`.
+  /// Step phase 3, when the worker failed: every sequence of the oldest step in flight ends
+  /// with `error`.
   std::vector<sequence_event> fail_step(const status& error);
   /// Step phase 2 when the cache manager failed (cache_step_reply::error): it released every
   /// live sequence, so every sequence that held or was being given blocks ends with `error`;
@@ -115,6 +130,8 @@ class scheduler_policy {
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   std::uint64_t num_preemptions() const { return num_preemptions_; }
   std::uint64_t num_steps() const { return step_index_; }
+  /// Steps handed out whose result is not applied yet (0..2).
+  int num_steps_in_flight() const { return num_inflight_; }
   /// Completion tokens so far of a live sequence (tests).
   std::optional<int> num_generated(seq_id id) const;
 
@@ -137,15 +154,38 @@ class scheduler_policy {
     std::uint64_t order = 0;
     int cached_estimate = 0;  // lpm
     std::uint64_t probed_step = 0;
-    bool in_alloc = false;      // part of the cache request in flight
-    bool in_exec = false;       // part of the step the worker runs
-    bool exec_samples = false;  // that step samples its next token
+    bool in_alloc = false;  // part of the cache request in flight
     bool admitted_now = false;
-    int chunk = 0;
+    /// The steps in flight that hold this sequence, oldest first: one, or two when step
+    /// N + 1 was planned before step N's result was applied (asynchronous steps).
+    struct exec_entry {
+      std::uint64_t step = 0;
+      int chunk = 0;         // tokens whose KV the step computes
+      bool samples = false;  // the step samples the next token
+    };
+    std::array<exec_entry, 2> exec{};
+    int num_exec = 0;
     int num_prompt_logprobs_sent = 0;
     std::optional<std::pair<std::string, std::string>> removal;  // reason, stop_reason
     int num_generated() const { return static_cast<int>(tokens.size() - sub.prompt.size()); }
-    bool busy() const { return in_alloc || in_exec; }
+    bool in_exec() const { return num_exec > 0; }
+    bool busy() const { return in_alloc || in_exec(); }
+    /// Tokens whose KV the steps in flight compute, and tokens they sample (0 or 1).
+    int exec_chunks() const {
+      int n = 0;
+      for (int i = 0; i < num_exec; ++i) n += exec[static_cast<std::size_t>(i)].chunk;
+      return n;
+    }
+    int exec_samples() const {
+      int n = 0;
+      for (int i = 0; i < num_exec; ++i) n += exec[static_cast<std::size_t>(i)].samples ? 1 : 0;
+      return n;
+    }
+    /// Removes the oldest entry (its step's result is being applied).
+    void pop_exec() {
+      exec[0] = exec[1];
+      --num_exec;
+    }
   };
 
   /// The live sequence `id`, or nullptr. Only client calls and mismatches look ids up: the
@@ -190,9 +230,18 @@ class scheduler_policy {
   std::vector<seq_id> pending_releases_;
   std::vector<sequence_event> pending_finals_;   // released in the next cache request
   std::vector<sequence_event> inflight_finals_;  // released in the current cache request
-  std::vector<slot_index> step_seqs_;            // sequences of the current plan, in order
-  std::vector<slot_index> step_grows_;           // grows of the current cache request
-  std::vector<slot_index> step_admits_;          // admissions of the current cache request
+  /// A step handed to the worker whose result is not applied yet.
+  struct inflight_step {
+    std::uint64_t step = 0;
+    std::vector<slot_index> slots;    // its sequences, in plan order
+    std::vector<plan_entry> entries;  // what its plan's entries hold
+  };
+  std::array<inflight_step, 2> inflight_;  // oldest first
+  int num_inflight_ = 0;
+  /// Pops the oldest step in flight; its entries describe the plan recycle() gets next.
+  void retire_oldest_step();
+  std::vector<slot_index> step_grows_;   // grows of the current cache request
+  std::vector<slot_index> step_admits_;  // admissions of the current cache request
   std::vector<slot_index> step_probes_;
   std::vector<slot_index> order_scratch_;  // apply_allocations' copy of running_
   std::vector<slot_index> admitted_scratch_;
@@ -200,9 +249,9 @@ class scheduler_policy {
   std::vector<token_output> tokens_scratch_;  // the vector form of apply_result
   step_plan recycled_;                        // an executed plan whose memory the next one reuses
   std::vector<plan_entry> recycled_entries_;  // what recycled_'s entries hold (may be empty)
-  std::vector<plan_entry> handed_entries_;    // the same for the plan handed out last
+  std::vector<plan_entry> applied_entries_;   // the same for the plan applied last
   std::vector<plan_entry> entries_scratch_;
-  std::uint64_t handed_step_ = 0;
+  std::uint64_t applied_step_ = 0;
   std::uint64_t num_table_epochs_ = 0;
   std::uint64_t next_order_ = 0;
   std::uint64_t step_index_ = 0;

@@ -1,60 +1,79 @@
 #include "actors/step_executor.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <exception>
-#include <limits>
 #include <string>
 #include <utility>
 
 namespace kvserve {
 
+namespace {
+
+/// Runs `f` (returning a status or a result); an exception becomes a kInternal error.
+template <class F>
+auto guard(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return status{status_code::kInternal, std::string("backend exception: ") + e.what()};
+  } catch (...) {
+    return status{status_code::kInternal, "backend exception"};
+  }
+}
+
+}  // namespace
+
 step_executor::step_executor(std::unique_ptr<backend> model_backend)
     : backend_(std::move(model_backend)) {}
 
 worker_outcome step_executor::execute(step_plan plan) {
-  worker_outcome out;
-  out.step_index = plan.step_index;
-  for (sequence_step& s : plan.seqs) {
-    if (!s.input_from_last_sample) continue;
-    auto it = std::lower_bound(last_sampled_.begin(), last_sampled_.end(),
-                               std::make_pair(s.id, std::numeric_limits<std::int32_t>::min()));
-    if (it == last_sampled_.end() || it->first != s.id || s.tokens.empty()) {
-      out.error = {status_code::kInternal,
-                   "sequence " + std::to_string(s.id) + " has no token from the previous step"};
-      last_sampled_.clear();
-      return out;
-    }
-    s.tokens[0] = it->second;
-    s.input_from_last_sample = false;
+  submit(std::move(plan));
+  return collect();
+}
+
+void step_executor::submit(step_plan plan) {
+  submitted_step s;
+  s.submitted_at = clock::now();
+  const bool takes_last_sample =
+      std::any_of(plan.seqs.begin(), plan.seqs.end(),
+                  [](const sequence_step& q) { return q.input_from_last_sample; });
+  if (in_flight_.size() >= 2) {
+    s.error = {status_code::kInternal, "the worker got a third step while two are in flight"};
+  } else if (takes_last_sample && !in_flight_.empty() && !in_flight_.back().error.is_ok()) {
+    // The previous step never reached the backend, so it has no tokens for this one.
+    s.error = in_flight_.back().error;
+  } else {
+    s.error = guard([&] { return backend_->submit(plan); });
   }
-  const auto start = std::chrono::steady_clock::now();
-  try {
-    result<step_result> r = backend_->execute(plan);
+  s.plan = std::move(plan);
+  in_flight_.push_back(std::move(s));
+}
+
+worker_outcome step_executor::collect() {
+  worker_outcome out;
+  if (in_flight_.empty()) {
+    out.error = {status_code::kInternal, "collect: no step is in flight"};
+    return out;
+  }
+  submitted_step s = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  out.step_index = s.plan.step_index;
+  out.error = s.error;
+  if (out.error.is_ok()) {
+    result<step_result> r = guard([&]() -> result<step_result> { return backend_->collect(); });
     if (r) {
       out.result = std::move(r.value());
+      out.result.step_index = s.plan.step_index;
     } else {
       out.error = r.error();
     }
-  } catch (const std::exception& e) {
-    out.error = {status_code::kInternal, std::string("backend exception: ") + e.what()};
-  } catch (...) {
-    out.error = {status_code::kInternal, "backend exception"};
   }
+  const clock::time_point end = clock::now();
   out.duration_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  last_sampled_.clear();
+      std::chrono::duration<double>(end - std::max(s.submitted_at, last_collect_end_)).count();
+  last_collect_end_ = end;
   out.cuda_graph_replays = backend_->stats().cuda_graph_replays;
-  if (out.error.is_ok()) {
-    out.result.step_index = plan.step_index;
-    for (const sequence_result& r : out.result.seqs) {
-      if (r.sampled_token) last_sampled_.emplace_back(r.id, *r.sampled_token);
-    }
-    if (!std::is_sorted(last_sampled_.begin(), last_sampled_.end())) {
-      std::sort(last_sampled_.begin(), last_sampled_.end());
-    }
-  }
-  out.plan = std::move(plan);
+  out.plan = std::move(s.plan);
   return out;
 }
 

@@ -23,14 +23,16 @@ worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> 
   self->state.executor = std::move(executor);
   self->state.meter = std::move(meter);
   return {
-      [self](execute_atom, step_plan& plan) -> worker_outcome {
+      [self](submit_atom, step_plan& plan) {
         actor_cpu_meter::scope measured(self->state.meter.get(), engine_actor::kWorker);
-        const std::uint64_t step_index = plan.step_index;
+        self->state.executor->submit(std::move(plan));  // never throws
+      },
+      [self](collect_atom) -> worker_outcome {
+        actor_cpu_meter::scope measured(self->state.meter.get(), engine_actor::kWorker);
         try {
-          return self->state.executor->execute(std::move(plan));
-        } catch (...) {  // execute() catches backend exceptions; this is the last guard
+          return self->state.executor->collect();
+        } catch (...) {  // collect() catches backend exceptions; this is the last guard
           worker_outcome out;
-          out.step_index = step_index;
           out.error = {status_code::kInternal, "worker exception"};
           return out;
         }

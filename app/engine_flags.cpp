@@ -74,6 +74,12 @@ void add_engine_flags(CLI::App& command, engine_flags& flags) {
       ->capture_default_str();
   command.add_flag("--no-kv-cache", flags.no_kv_cache,
                    "Recompute the whole sequence every step and keep no KV (baseline)");
+  command
+      .add_option("--async-scheduling", flags.async_scheduling,
+                  "Queue step N+1 on the device before step N's result is read (auto: on for "
+                  "the GPU backend, off for the CPU one)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   command.add_flag("--enforce-eager", flags.enforce_eager, "No CUDA graphs");
   command.add_option("--seed", flags.seed, "Default sampling seed")->capture_default_str();
   command.add_option("--num-threads", flags.num_threads, "CPU backend threads (0: all cores)")
@@ -144,6 +150,9 @@ engine_config make_engine_config(const engine_flags& flags, const model_config& 
   config.eviction_policy = flags.eviction_policy;
   config.scheduling_policy = flags.scheduling_policy;
   config.no_kv_cache = flags.no_kv_cache;
+  config.async_scheduling = flags.async_scheduling == "on"    ? async_scheduling_mode::kOn
+                            : flags.async_scheduling == "off" ? async_scheduling_mode::kOff
+                                                              : async_scheduling_mode::kAuto;
   config.seed = flags.seed;
   config.measure_actor_cpu = flags.measure_actor_cpu;
   return config;

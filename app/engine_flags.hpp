@@ -33,6 +33,7 @@ struct engine_flags {
   std::string eviction_policy = "dependent-lru";
   std::string scheduling_policy = "fcfs";
   bool no_kv_cache = false;
+  std::string async_scheduling = "auto";  ///< auto|on|off
   bool enforce_eager = false;
   std::uint64_t seed = 0;
   int num_threads = 0;  ///< CPU backend threads; 0: all cores

@@ -200,6 +200,7 @@ class cuda_backend final : public backend {
   }
   kv_cache_dtype kv_dtype() const override { return dtype_; }
   backend_stats stats() const override { return stats_; }
+  bool queues_steps() const override { return true; }
 
   result<step_result> execute(const step_plan& plan) override;
   status submit(const step_plan& plan) override;

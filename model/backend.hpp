@@ -60,6 +60,11 @@ class backend {
   /// The oldest submitted step's result (see submit); kInvalidArgument when none is in flight.
   virtual result<step_result> collect();
 
+  /// True when submit() returns before its step has run (the CUDA backend queues it on the
+  /// device), so that a worker gains by submitting step N + 1 before collecting step N. False
+  /// for the defaults, which run the step inside submit().
+  virtual bool queues_steps() const { return false; }
+
   virtual backend_stats stats() const { return {}; }
 
  private:

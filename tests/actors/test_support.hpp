@@ -3,6 +3,7 @@
 // wrong block table or a stale shared block changes the output), a byte-level tokenizer, and
 // a synchronous loop that drives scheduler_policy + step_allocator + step_executor.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -50,6 +51,23 @@ class fake_backend : public backend {
   std::atomic<bool> only_full_recompute{true};  // every step started at position 0
   /// When set, sampled tokens are drawn from these ids only (e.g. ASCII letters).
   std::vector<std::int32_t> alphabet;
+
+  /// Steps submitted and not collected (backend::submit / collect), and the most at once.
+  std::atomic<int> in_flight{0};
+  std::atomic<int> max_in_flight{0};
+  status submit(const step_plan& plan) override {
+    status s = backend::submit(plan);
+    if (s.is_ok()) {
+      const int n = ++in_flight;
+      if (n > max_in_flight) max_in_flight = n;
+    }
+    return s;
+  }
+  result<step_result> collect() override {
+    result<step_result> r = backend::collect();
+    if (in_flight > 0) --in_flight;
+    return r;
+  }
 
   result<step_result> execute(const step_plan& plan) override {
     if (on_execute) on_execute(plan);
@@ -214,6 +232,34 @@ class plain_engine {
     }
   }
 
+  /// Like run(), with asynchronous steps as the scheduler actor runs them
+  /// (scheduler_config::async_steps): while step N is in flight, step N + 1 is planned (its
+  /// cache request applied) and submitted, and only then is step N collected and its result
+  /// applied. `before_step(i)` runs before each iteration.
+  void run_async(int max_steps = 100000, const std::function<void(int)>& before_step = nullptr) {
+    for (int i = 0; i < max_steps; ++i) {
+      if (before_step) before_step(i);
+      const int in_flight = executor->num_in_flight();
+      if (in_flight == 0 && !policy.has_work()) return;
+      bool submitted = false;
+      if (in_flight < 2 && policy.has_work()) {
+        planned_step ps = policy.apply_allocations(allocator->apply(policy.plan_allocations(now)));
+        record(ps.events);
+        if (!ps.plan.seqs.empty()) {
+          plans.push_back(ps.plan);
+          executor->submit(std::move(ps.plan));
+          submitted = true;
+        }
+      }
+      max_in_flight = std::max(max_in_flight, executor->num_in_flight());
+      if (executor->num_in_flight() == 2 || (!submitted && executor->num_in_flight() == 1)) {
+        worker_outcome out = executor->collect();
+        record(out.error ? policy.apply_result(out.result) : policy.fail_step(out.error));
+        policy.recycle(std::move(out.plan));
+      }
+    }
+  }
+
   void record(const std::vector<sequence_event>& events) {
     for (const auto& e : events) {
       auto& o = outputs[e.id];
@@ -257,6 +303,7 @@ class plain_engine {
   std::vector<step_plan> plans;
   std::vector<int> plan_prompt_tokens;  ///< planned_step::num_prompt_tokens of each plan (step())
   cache_step_request last_request;
+  int max_in_flight = 0;  ///< most steps submitted and not collected at once (run_async)
 };
 
 /// Holds the backend at chosen steps until the test opens it.
