@@ -119,6 +119,7 @@ void run_once(const options& o, const std::string& mode) {
   std::mutex mu;
   std::condition_variable cv;
   int num_done = 0, num_tokens = 0, num_errors = 0;
+  std::vector<std::vector<std::int32_t> > outputs(static_cast<std::size_t>(o.batch));
   const auto start = clock_type::now();
   for (int i = 0; i < o.batch; ++i) {
     generate_request r;
@@ -130,10 +131,13 @@ void run_once(const options& o, const std::string& mode) {
     r.max_tokens = o.output;
     r.sampling.temperature = 0.0f;
     r.sampling.ignore_eos = true;
-    (*eng)->submit(std::move(r), [&](request_id, const generation_event& e) {
+    (*eng)->submit(std::move(r), [&, i](request_id, const generation_event& e) {
       std::lock_guard<std::mutex> lock(mu);
-      if (auto* t = std::get_if<token_event>(&e))
+      if (auto* t = std::get_if<token_event>(&e)) {
         num_tokens += static_cast<int>(t->token_ids.size());
+        auto& out = outputs[static_cast<std::size_t>(i)];
+        out.insert(out.end(), t->token_ids.begin(), t->token_ids.end());
+      }
       if (auto* x = std::get_if<error_event>(&e)) {
         ++num_errors;
         std::fprintf(stderr, "request failed: %s\n", x->error.message().c_str());
@@ -160,11 +164,18 @@ void run_once(const options& o, const std::string& mode) {
   const auto dev = last(device_gaps, o.tail);
   const auto ev = last(event_gaps, o.tail);
   const auto per = last(periods, o.tail);
-  std::printf("| %s | %s | %d | %zu | %.1f | %.1f | %.1f | %.1f | %.3f | %.0f | %.2f | %d |\n",
-              o.label.c_str(), mode.c_str(), o.batch, dev.size(), percentile(dev, 0.5),
-              percentile(dev, 0.1), percentile(dev, 0.9), percentile(ev, 0.5), percentile(per, 0.5),
-              percentile(per, 0.5) > 0 ? o.batch * 1000.0 / percentile(per, 0.5) : 0.0, wall,
-              num_errors + (num_tokens == o.batch * o.output ? 0 : 1));
+  // A digest of every request's tokens, to compare the modes (greedy; the same schedule
+  // gives the same tokens).
+  std::uint64_t digest = 1469598103934665603ull;
+  for (const auto& out : outputs)
+    for (std::int32_t t : out) digest = (digest ^ static_cast<std::uint64_t>(t)) * 1099511628211ull;
+  std::printf(
+      "| %s | %s | %d | %zu | %.1f | %.1f | %.1f | %.1f | %.3f | %.0f | %.2f | %d | %016llx |\n",
+      o.label.c_str(), mode.c_str(), o.batch, dev.size(), percentile(dev, 0.5),
+      percentile(dev, 0.1), percentile(dev, 0.9), percentile(ev, 0.5), percentile(per, 0.5),
+      percentile(per, 0.5) > 0 ? o.batch * 1000.0 / percentile(per, 0.5) : 0.0, wall,
+      num_errors + (num_tokens == o.batch * o.output ? 0 : 1),
+      static_cast<unsigned long long>(digest));
   std::fflush(stdout);
   (*eng)->shutdown(std::chrono::milliseconds(0));
 }
@@ -204,8 +215,8 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "| binary | async | batch | steps | GPU idle median us (device) | p10 | p90 | median us "
-      "(events) | engine ms/step | output tok/s | wall s | failed |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "(events) | engine ms/step | output tok/s | wall s | failed | tokens digest |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int r = 0; r < o.rounds; ++r)
     for (const std::string& mode : o.modes) run_once(o, mode);
   return 0;
