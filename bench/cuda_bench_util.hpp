@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "cuda/cuda_backend.hpp"
 #include "cuda/device_memory.hpp"
 #include "model/model_config.hpp"
 
@@ -72,6 +73,19 @@ inline model_config llama3_8b() {
   c.rope_scaling.type = rope_scaling_config::kind::kLlama3;
   c.rope_scaling.factor = 8.0f;
   return c;
+}
+
+/// The backend settings of the whole-step benchmarks at Llama-3-8B's shapes: block 16, up to
+/// 256 sequences of 8,192 tokens, 2,048 tokens per step, 0.90 of the GPU's memory, no log.
+inline cuda_backend_config llama3_8b_step_config() {
+  cuda_backend_config cfg;
+  cfg.block_size = 16;
+  cfg.max_num_seqs = 256;
+  cfg.max_model_len = 8192;
+  cfg.max_num_batched_tokens = 2048;
+  cfg.gpu_memory_utilization = 0.90;
+  cfg.log = false;
+  return cfg;
 }
 
 /// Bytes of a model's bf16 weights (untied embeddings and LM head).

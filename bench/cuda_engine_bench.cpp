@@ -87,14 +87,8 @@ std::vector<double> last(const std::vector<T>& v, int n) {
 
 void run_once(const options& o, const std::string& mode) {
   const model_config model = bench::llama3_8b();
-  cuda_backend_config cfg;
-  cfg.block_size = 16;
-  cfg.max_num_seqs = 256;
-  cfg.max_model_len = 8192;
-  cfg.max_num_batched_tokens = 2048;
-  cfg.gpu_memory_utilization = 0.90;
+  cuda_backend_config cfg = bench::llama3_8b_step_config();
   cfg.record_step_gaps = true;
-  cfg.log = false;
   auto made = make_cuda_backend_dummy(cfg, model, 1);
   if (!made) {
     std::fprintf(stderr, "backend: %s\n", made.error().message().c_str());

@@ -38,14 +38,8 @@ using namespace kvserve::bench;
 std::string g_label = "new";
 
 std::unique_ptr<backend> make_8b(int small_step_tokens, bool gaps) {
-  cuda_backend_config cfg;
-  cfg.block_size = 16;
-  cfg.max_num_seqs = 256;
-  cfg.max_model_len = 8192;
-  cfg.max_num_batched_tokens = 2048;
-  cfg.gpu_memory_utilization = 0.90;
+  cuda_backend_config cfg = llama3_8b_step_config();
   cfg.record_step_gaps = gaps;
-  cfg.log = false;
   cfg.small_step_max_tokens = small_step_tokens;
   auto b = make_cuda_backend_dummy(cfg, llama3_8b(), 1);
   if (!b) {
