@@ -17,7 +17,8 @@
 # evict (eviction policies and retention as the KV pool shrinks: 16 groups x 3 prompts of
 # 2,048-token system prompts, pools of about 9k to 35k tokens), sched (fcfs vs lpm on a
 # multi-turn workload with a waiting queue: at most 16 running, a 16k-token pool), rate4 (early
-# vs none at 4/s, 96 requests, with 2,048- and 512-token steps).
+# vs none at 4/s, 96 requests, with 2,048- and 512-token steps), async (--async-scheduling on
+# vs off, early mode at 4 and 16/s).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle=${KVSERVE_BUNDLE:-gpu-bundle-serve}
@@ -118,6 +119,14 @@ for s in "$@"; do
         --output-len 32 \
         --server-flags="--max-num-seqs 16 --gpu-memory-utilization 0.23 --max-model-len 4096" \
         --out "$out/scheduling_policy-h100.json" ;;
+    async)
+      # Asynchronous steps on (the GPU default) and off, the shared-prefix workload.
+      for mode in on off; do
+        stage "async-$mode" 40 python3 bench/experiments/prefix_commit.py "${common[@]}" \
+          "${shared[@]}" --modes early --rates 4,16 --one-server-per-mode \
+          --server-flags="--async-scheduling $mode" \
+          --out "$out/prefix_commit-h100-async-$mode.json"
+      done ;;
     *) summary+=("$s: unknown stage") ;;
   esac
 done
