@@ -219,30 +219,35 @@ void bench_attention(cudaStream_t s) {
                   batch, ctx, r.us, r.of_copy, r.splits, r.us_b2b, r.of_copy_b2b);
     }
   }
-  // KVSERVE_BENCH_SWEEP=1: the kernel's knobs for the shapes that decide issue 8's goals: ring
-  // depth (1 = no ring), split count, shortest split.
+  // KVSERVE_BENCH_SWEEP=1: the kernel's knobs for the shapes that decide issue 8's goals: split
+  // count (batch 8 x 4k at every block size, and the split counts next to the default ones of
+  // batch 16-32 and 16k-32k), ring depth (1 = no ring), shortest split; one launch and 4 back
+  // to back.
   if (!std::getenv("KVSERVE_BENCH_SWEEP")) return;
   std::printf(
       "\n| attention sweep | block | batch | context | stages | splits | min split | us | of copy "
-      "BW |\n|---|---|---|---|---|---|---|---|---|\n");
+      "BW | us, 4 back to back | of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   struct config {
     int bs, batch, ctx;
     std::vector<int> stages, splits, min_split;
   };
-  const std::vector<config> configs = {
-      {16, 8, 4096, {1, 3}, {0, 4, 8, 16}, {0}}, {16, 1, 1024, {3}, {0, 16, 32, 64}, {0, 32, 128}},
-      {16, 8, 16384, {3}, {0, 8}, {0}},          {16, 8, 32768, {3}, {0, 8}, {0}},
-      {16, 64, 4096, {3}, {0, 3}, {0}},          {2, 8, 4096, {3}, {0, 8}, {0}},
-      {64, 8, 4096, {3}, {0, 8}, {0}},
-  };
+  std::vector<config> configs;
+  for (int bs : {2, 4, 8, 16, 32, 64}) configs.push_back({bs, 8, 4096, {3}, {4, 5, 6, 8}, {0}});
+  configs.push_back({16, 8, 4096, {2, 4}, {0}, {0}});
+  configs.push_back({16, 8, 16384, {3}, {4, 5, 8}, {0}});
+  configs.push_back({16, 8, 32768, {3}, {4, 5, 8}, {0}});
+  configs.push_back({16, 16, 4096, {3}, {0, 2, 3, 4}, {0}});
+  configs.push_back({16, 32, 4096, {3}, {0, 1, 2}, {0}});
+  configs.push_back({16, 1, 1024, {3}, {0, 16}, {0, 128}});
   for (const config& c : configs)
     for (int stages : c.stages)
       for (int splits : c.splits)
         for (int min_split : c.min_split) {
           const attention_timing r =
-              time_attention(c.bs, c.batch, c.ctx, s, splits, stages, min_split);
-          std::printf("| sweep | %d | %d | %d | %d | %d | %d | %.1f | %.0f%% |\n", c.bs, c.batch,
-                      c.ctx, stages, r.splits, min_split, r.us, r.of_copy);
+              time_attention(c.bs, c.batch, c.ctx, s, splits, stages, min_split, true);
+          std::printf("| sweep | %d | %d | %d | %d | %d | %d | %.1f | %.0f%% | %.1f | %.0f%% |\n",
+                      c.bs, c.batch, c.ctx, stages, r.splits, min_split, r.us, r.of_copy, r.us_b2b,
+                      r.of_copy_b2b);
         }
 }
 

@@ -1,6 +1,7 @@
 // Launcher of paged decode attention: head dims 64 and 128; query heads per KV head handled
 // 1, 2, 4 or 8 at a time (larger groups in chunks of 8); bf16, FP8 E4M3 and INT8 pools.
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda/decode_attention.cuh"
 #include "cuda/kernels.hpp"
@@ -19,6 +20,18 @@ constexpr int kDimsPerLane8Bit = 16;
 
 /// bf16: a 3-deep shared-memory ring of K/V chunks (cp.async) unless the caller asks otherwise.
 constexpr int kDefaultStagesBf16 = 3;
+
+/// Whether the decode kernel asks L2 for its first K/V lines before it waits on the kernel
+/// before it (decode_attention.cuh); KVSERVE_ATTN_L2_PREFETCH=0 turns it off (A/B runs). Read
+/// once.
+bool l2_prefetch_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KVSERVE_ATTN_L2_PREFETCH");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
 /// One instantiation of the decode kernel with its merge kernel: shared memory, occupancy and
 /// launch.
 template <int HD, int MAXG, kv_storage S, int U, int DPL = 8, int STAGES = 0>
@@ -53,7 +66,8 @@ struct variant {
     const int group = a.num_heads / a.kv.num_kv_heads;
     const int chunks = (group + MAXG - 1) / MAXG;
     const dim3 grid(a.num_seqs, a.kv.num_kv_heads * chunks, a.num_splits);
-    if (const cudaError_t e = launch_pdl(kernel, grid, dim3(kDecodeWarps * 32), kSmem, stream, a);
+    if (const cudaError_t e = launch_pdl(kernel, grid, dim3(kDecodeWarps * 32), kSmem, stream, a,
+                                         l2_prefetch_enabled());
         e != cudaSuccess)
       return e;
     return launch_pdl(decode_attention_merge_kernel<HD>, dim3(a.num_seqs, a.num_heads), dim3(HD), 0,

@@ -22,6 +22,15 @@
 /// the args' min_split_tokens, a multiple of 32), so a short context uses fewer splits than the
 /// grid has; blocks past the last piece exit and the merge reads only the pieces in use. Both
 /// kernels are launched with programmatic dependent launch (cuda/pdl.cuh).
+///
+/// Before `griddepcontrol.wait`, both kernels read only the step inputs (context lengths, block
+/// tables: written by copies ordered before the step's first kernel, never by a kernel), and the
+/// decode kernel asks L2 for the K/V lines of its first STAGES - 1 iterations
+/// (`prefetch.global.L2`, one request per 128-byte line). L2 is the device's point of
+/// coherence, so a line the previous kernel (RoPE + KV append) writes after the prefetch is
+/// still read fresh after the wait; a block resident while the previous kernel finishes thus
+/// starts with its first tiles on chip. The merge kernel loads its first kMergeEarly pieces'
+/// outputs together with their (max, sum) pairs instead of after the weights.
 
 #include <cuda_bf16.h>
 
@@ -40,6 +49,8 @@ inline constexpr int kMaxGroup = 8;
 inline constexpr int kTokensPerIter = 4;
 /// Default lower bound of a split's span in tokens (decode_attention_args::min_split_tokens).
 inline constexpr int kMinSplitTokens = 64;
+/// Pieces whose outputs the merge kernel loads before it has their weights.
+inline constexpr int kMergeEarly = 8;
 
 /// Tokens per split of a `ctx`-token context cut into at most `num_splits` pieces of at least
 /// `min_tokens` tokens, rounded up to a multiple of 32. Shared by both kernels.
@@ -58,6 +69,9 @@ struct decode_smem {
   static constexpr int kBytes = (kRingBytes > kAccBytes ? kRingBytes : kAccBytes) + kMlBytes;
 };
 
+__device__ __forceinline__ void prefetch_l2(const void* gmem) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(gmem));
+}
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem) : "memory");
@@ -100,7 +114,7 @@ __device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S, DPL>& raw, f
 template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter, int DPL = 8,
           int STAGES = 0>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
-    decode_attention_kernel(decode_attention_args a) {
+    decode_attention_kernel(decode_attention_args a, bool l2_prefetch) {
   static_assert(DPL == 8 || (DPL == 16 && S != kv_storage::kBf16 && MAXG <= 4));
   static_assert(STAGES == 0 || (STAGES >= 2 && S == kv_storage::kBf16));
   constexpr int TPT = HD / DPL;  // lanes per token
@@ -118,10 +132,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   auto& sm_ml =
       *reinterpret_cast<float(*)[NSUB][MAXG][2]>(smem_raw + smem_t::kBytes - smem_t::kMlBytes);
 
-  // Every block waits (also those with nothing to do), so this grid completes only after the
-  // kernel before it has: later kernels rely on that.
   pdl_launch_dependents();
-  pdl_wait();
 
   const int s = blockIdx.x;
   const int nkv = a.kv.num_kv_heads;
@@ -135,9 +146,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int per = decode_split_span(ctx, a.num_splits,
                                     a.min_split_tokens > 0 ? a.min_split_tokens : kMinSplitTokens);
   const int begin = split * per;
-  // Past the last piece (the merge reads only pieces that start inside the context); a
-  // zero-length context still writes its one empty piece.
-  if (begin > 0 && begin >= ctx) return;
   const int end = min(ctx, begin + per);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = warp * SUB + lane / TPT;
@@ -145,6 +153,36 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int bs = a.kv.block_size;
   const int shift = __ffs(bs) - 1;
   const float qscale = a.scale * 1.4426950408889634f;
+  const std::int32_t* bt = a.block_tables + static_cast<std::int64_t>(s) * a.max_blocks_per_seq;
+  auto row_of = [&](int t) -> std::int64_t {
+    const std::int64_t phys = bt[t >> shift];
+    return (phys * nkv + kvh) * bs + (t & (bs - 1));
+  };
+  constexpr int kStride = NSUB * U;
+  if constexpr (kAsync) {
+    // The lanes that start a 128-byte line of a token's K or V row ask L2 for the lines of the
+    // first STAGES - 1 iterations (the ones the ring's prologue copies).
+    if (l2_prefetch && (sl * DPL * EB) % 128 == 0) {
+#pragma unroll
+      for (int st = 0; st < STAGES - 1; ++st) {
+        const int t0 = begin + warp * SUB * U + st * kStride + (lane / TPT) * U;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          if (t0 + u < end) {
+            const std::int64_t base = row_of(t0 + u) * HD + sl * DPL;
+            prefetch_l2(static_cast<const bf16*>(a.kv.k) + base);
+            prefetch_l2(static_cast<const bf16*>(a.kv.v) + base);
+          }
+        }
+      }
+    }
+  }
+  // Every block waits (also those with nothing to do), so this grid completes only after the
+  // kernel before it has: later kernels rely on that.
+  pdl_wait();
+  // Past the last piece (the merge reads only pieces that start inside the context); a
+  // zero-length context still writes its one empty piece.
+  if (begin > 0 && begin >= ctx) return;
 
   float q[MAXG][DPL];
   float m[MAXG], l[MAXG], acc[MAXG][DPL];
@@ -171,7 +209,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     }
   }
 
-  const std::int32_t* bt = a.block_tables + static_cast<std::int64_t>(s) * a.max_blocks_per_seq;
   // The trip count must be uniform over the warp (the score reduction shuffles across lanes):
   // iterate per warp, and give each sub-warp its U tokens inside the warp's span.
   // 8-bit pools: the next iteration's codes and scales are loaded before this one's are used
@@ -179,10 +216,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   constexpr bool kPrefetch = kScaled;
   kv_chunk<S, DPL> kn[U], vn[U];
   [[maybe_unused]] float ksn[U], vsn[U];
-  auto row_of = [&](int t) -> std::int64_t {
-    const std::int64_t phys = bt[t >> shift];
-    return (phys * nkv + kvh) * bs + (t & (bs - 1));
-  };
   auto fetch = [&](int tw) {
     const int t0 = tw + (lane / TPT) * U;
 #pragma unroll
@@ -214,7 +247,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     }
     cp_async_commit();
   };
-  constexpr int kStride = NSUB * U;
   int tw = begin + warp * SUB * U;
   if constexpr (kAsync) {
 #pragma unroll
@@ -358,18 +390,23 @@ __global__ void __launch_bounds__(HD) decode_attention_merge_kernel(decode_atten
   __shared__ float sm_w[kMaxDecodeSplits], sm_l[kMaxDecodeSplits];
   __shared__ float sm_scale;
   pdl_launch_dependents();
-  pdl_wait();
   const int s = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
-  const int ctx = a.context_lens[s];
+  const int ctx = a.context_lens[s];  // a step input: read before the wait
   const int per = decode_split_span(ctx, a.num_splits,
                                     a.min_split_tokens > 0 ? a.min_split_tokens : kMinSplitTokens);
   const int n = ctx > 0 ? min(a.num_splits, (ctx + per - 1) / per) : 1;
   const std::int64_t row0 = (static_cast<std::int64_t>(s) * a.num_heads + h) * a.num_splits;
+  pdl_wait();
   float m = -INFINITY;
   if (d < n) {
     m = a.partial_ml[(row0 + d) * 2];
     sm_l[d] = a.partial_ml[(row0 + d) * 2 + 1];
   }
+  // The first pieces' outputs are loaded now, beside the pairs, not after the weights.
+  const float* po = a.partial_out + row0 * HD + d;
+  float early[kMergeEarly];
+#pragma unroll
+  for (int p = 0; p < kMergeEarly; ++p) early[p] = p < n ? po[p * HD] : 0.0f;
   const float mx = block_max(m, sm_w);  // sm_w is free until the barrier inside returns
   if (d < n) sm_w[d] = m == -INFINITY ? 0.0f : exp2f(m - mx);
   __syncthreads();
@@ -379,8 +416,10 @@ __global__ void __launch_bounds__(HD) decode_attention_merge_kernel(decode_atten
     sm_scale = sum > 0.0f ? 1.0f / sum : 0.0f;
   }
   float out = 0.0f;
-  const float* po = a.partial_out + row0 * HD + d;
-  int p = 0;
+#pragma unroll
+  for (int p = 0; p < kMergeEarly; ++p)
+    if (p < n) out += early[p] * sm_w[p];
+  int p = kMergeEarly;
   for (; p + 4 <= n; p += 4) {
     const float v0 = po[(p + 0) * HD], v1 = po[(p + 1) * HD], v2 = po[(p + 2) * HD],
                 v3 = po[(p + 3) * HD];
