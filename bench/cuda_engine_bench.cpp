@@ -3,7 +3,8 @@
 // idle time between decode steps, measured where the server runs them):
 //   `batch` requests of `prompt` random token ids (distinct, so nothing is shared) and exactly
 //   `output` tokens each (EOS ignored), greedy, submitted at once. Once every request decodes,
-//   the batch runs `output` minus the prefill's steps at full size; over its last `tail` steps:
+//   the batch runs `output` minus the prefill's steps at full size; over the last `tail` pairs
+//   of consecutive full-batch decode steps:
 //   - the GPU's idle time between consecutive steps, from device timestamps (the GPU's global
 //     timer at the first and last kernel of each step; cuda_backend_config::record_step_gaps)
 //     and from CUDA events;
@@ -53,24 +54,27 @@ struct options {
   std::string label = "new";
 };
 
-/// Arrival times of full-batch decode step reports.
+/// Every step report in order (one per step the backend ran), and when it arrived.
 class step_clock : public observer {
  public:
+  struct step {
+    bool full = false;  // a decode step of the whole batch
+    clock_type::time_point at;
+  };
   explicit step_clock(int batch) : batch_(batch) {}
   void on_step(const step_report& r) override {
-    if (r.kind != step_kind::kDecode || r.batch_size != batch_) return;
     std::lock_guard<std::mutex> lock(mu_);
-    times_.push_back(clock_type::now());
+    steps_.push_back({r.kind == step_kind::kDecode && r.batch_size == batch_, clock_type::now()});
   }
-  std::vector<clock_type::time_point> times() {
+  std::vector<step> steps() {
     std::lock_guard<std::mutex> lock(mu_);
-    return times_;
+    return steps_;
   }
 
  private:
   int batch_;
   std::mutex mu_;
-  std::vector<clock_type::time_point> times_;
+  std::vector<step> steps_;
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -149,14 +153,23 @@ void run_once(const options& o, const std::string& mode) {
   const double wall = std::chrono::duration<double>(clock_type::now() - start).count();
   const std::vector<float> device_gaps = cuda_step_gaps_device_us(*gpu);
   const std::vector<float> event_gaps = cuda_step_gaps_us(*gpu);
-  const auto times = clock->times();
-  std::vector<double> periods;
-  for (std::size_t i = 1; i < times.size(); ++i)
-    periods.push_back(std::chrono::duration<double, std::milli>(times[i] - times[i - 1]).count());
-  // The last step of a request's output is a full-batch step too; drop nothing else: every
-  // request decodes to the same length, so the full batch lasts to the end.
-  const auto dev = last(device_gaps, o.tail);
-  const auto ev = last(event_gaps, o.tail);
+  // Only gaps and periods between two full-batch decode steps count: the prefills are
+  // staggered (2,048 tokens per step), so requests start and end decoding at different steps,
+  // and a smaller batch may capture a new graph first. Gap i lies between steps i and i + 1
+  // (the backend keeps the last 4,096).
+  const auto steps = clock->steps();
+  std::vector<double> dev_all, ev_all, periods;
+  const std::size_t n = steps.size();
+  for (std::size_t i = 1; i < n; ++i) {
+    if (!steps[i - 1].full || !steps[i].full) continue;
+    periods.push_back(
+        std::chrono::duration<double, std::milli>(steps[i].at - steps[i - 1].at).count());
+    const std::size_t back = n - i;  // gaps counted from the end
+    if (back <= device_gaps.size()) dev_all.push_back(device_gaps[device_gaps.size() - back]);
+    if (back <= event_gaps.size()) ev_all.push_back(event_gaps[event_gaps.size() - back]);
+  }
+  const auto dev = last(dev_all, o.tail);
+  const auto ev = last(ev_all, o.tail);
   const auto per = last(periods, o.tail);
   // A digest of every request's tokens, to compare the modes (greedy; the same schedule
   // gives the same tokens).
