@@ -20,19 +20,7 @@ namespace kvserve::cuda::test {
 namespace {
 
 model_config small_config(int head_dim, int group, bool bias, bool tied) {
-  model_config c;
-  c.name = "tiny";
-  c.vocab_size = 384;
-  c.hidden_size = 256;
-  c.intermediate_size = 512;
-  c.num_layers = 2;
-  c.num_kv_heads = 2;
-  c.num_heads = 2 * group;
-  c.head_dim = head_dim;
-  c.max_position_embeddings = 512;
-  c.attention_bias = bias;
-  c.tie_word_embeddings = tied;
-  return c;
+  return tiny_model_config(head_dim, group, bias, tied);
 }
 
 void round_to_bf16(tensor_f32& t) {

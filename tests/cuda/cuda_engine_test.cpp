@@ -19,19 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-model_config engine_model() {
-  model_config c;
-  c.name = "tiny";
-  c.vocab_size = 384;
-  c.hidden_size = 256;
-  c.intermediate_size = 512;
-  c.num_layers = 2;
-  c.num_kv_heads = 2;
-  c.num_heads = 6;
-  c.head_dim = 64;
-  c.max_position_embeddings = 512;
-  return c;
-}
+model_config engine_model() { return tiny_model_config(64, 3, false, false); }
 
 std::unique_ptr<engine> make_gpu_engine(async_scheduling_mode mode) {
   cuda_backend_config g;

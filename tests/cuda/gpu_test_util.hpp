@@ -11,6 +11,7 @@
 
 #include "cuda/cuda_backend.hpp"
 #include "cuda/device_memory.hpp"
+#include "model/model_config.hpp"
 
 namespace kvserve::cuda::test {
 
@@ -20,6 +21,24 @@ namespace kvserve::cuda::test {
   } while (0)
 
 #define KVSERVE_ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << cudaGetErrorString(expr)
+
+/// A tiny model for whole-backend tests: vocab 384, hidden 256, 2 layers, 2 KV heads of
+/// `head_dim` with `group` query heads each, 512 positions.
+inline model_config tiny_model_config(int head_dim, int group, bool bias, bool tied) {
+  model_config c;
+  c.name = "tiny";
+  c.vocab_size = 384;
+  c.hidden_size = 256;
+  c.intermediate_size = 512;
+  c.num_layers = 2;
+  c.num_kv_heads = 2;
+  c.num_heads = 2 * group;
+  c.head_dim = head_dim;
+  c.max_position_embeddings = 512;
+  c.attention_bias = bias;
+  c.tie_word_embeddings = tied;
+  return c;
+}
 
 inline float round_bf16(float x) { return __bfloat162float(__float2bfloat16(x)); }
 
