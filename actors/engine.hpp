@@ -159,4 +159,8 @@ struct engine_parts {
 /// Creates the actor system and the engine's actors. Fails on an invalid config.
 result<std::unique_ptr<engine>> make_engine(const engine_config& config, engine_parts parts);
 
+/// Whether an engine made with `config` over `model_backend` runs asynchronous steps
+/// (engine_config::async_scheduling resolved against the backend).
+bool async_steps_enabled(const engine_config& config, const backend& model_backend);
+
 }  // namespace kvserve

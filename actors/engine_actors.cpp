@@ -82,11 +82,14 @@ result<scheduler_config> make_scheduler_config(const engine_config& config,
   sc.no_kv_cache = config.no_kv_cache;
   sc.enable_prefix_caching = config.enable_prefix_caching && !config.no_kv_cache;
   sc.prefix_commit_early = config.prefix_commit_early;
-  sc.async_steps =
-      !config.no_kv_cache &&
-      (config.async_scheduling == async_scheduling_mode::kOn ||
-       (config.async_scheduling == async_scheduling_mode::kAuto && model_backend.queues_steps()));
+  sc.async_steps = async_steps_enabled(config, model_backend);
   return sc;
+}
+
+bool async_steps_enabled(const engine_config& config, const backend& model_backend) {
+  if (config.no_kv_cache) return false;
+  return config.async_scheduling == async_scheduling_mode::kOn ||
+         (config.async_scheduling == async_scheduling_mode::kAuto && model_backend.queues_steps());
 }
 
 result<engine_actors> spawn_engine_actors(caf::actor_system& sys, const engine_config& config,

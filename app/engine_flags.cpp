@@ -229,9 +229,11 @@ result<std::unique_ptr<engine>> start_engine(
   // The KV memory budget (issue 10): bytes per token with its factors, blocks, tokens and
   // concurrent sequences per context; the engine hands the same numbers to the observer.
   std::fprintf(stderr,
-               "kvserve: model %s (%d layers, hidden %d, %d heads / %d KV heads), backend %s\n",
+               "kvserve: model %s (%d layers, hidden %d, %d heads / %d KV heads), backend %s, "
+               "asynchronous steps %s\n",
                path.c_str(), model.config.num_layers, model.config.hidden_size,
-               model.config.num_heads, model.config.num_kv_heads, chosen->name().c_str());
+               model.config.num_heads, model.config.num_kv_heads, chosen->name().c_str(),
+               async_steps_enabled(config, *chosen) ? "on" : "off");
   {
     const std::string budget =
         format_kv_capacity(describe_kv_capacity(*chosen, config.max_model_len));

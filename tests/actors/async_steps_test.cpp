@@ -175,6 +175,25 @@ TEST(async_steps, cancellation_and_failures_end_every_request_once) {
   EXPECT_TRUE(e.allocator->cache().check_invariants().is_ok());
 }
 
+TEST(async_steps, auto_follows_the_backend_and_no_kv_cache_turns_it_off) {
+  struct queueing_backend : fake_backend {
+    using fake_backend::fake_backend;
+    bool queues_steps() const override { return true; }
+  };
+  fake_backend runs_in_submit(200, 4, 64);
+  queueing_backend queues(200, 4, 64);
+  engine_config c;
+  EXPECT_FALSE(async_steps_enabled(c, runs_in_submit));
+  EXPECT_TRUE(async_steps_enabled(c, queues));
+  c.async_scheduling = async_scheduling_mode::kOn;
+  EXPECT_TRUE(async_steps_enabled(c, runs_in_submit));
+  c.async_scheduling = async_scheduling_mode::kOff;
+  EXPECT_FALSE(async_steps_enabled(c, queues));
+  c.async_scheduling = async_scheduling_mode::kOn;
+  c.no_kv_cache = true;
+  EXPECT_FALSE(async_steps_enabled(c, queues));
+}
+
 // The engine with the actors, forced on over the fake backend (whose submit runs the step at
 // once, so 'auto' would leave it off).
 
