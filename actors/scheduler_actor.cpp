@@ -412,7 +412,8 @@ void on_executed(self_ptr self, worker_outcome& out, const step_report& exec_rep
   deliver(self, events);
   if (st.config.async_steps) {
     // The step submitted ahead (if any) runs now: time the next cache request by it.
-    if (st.uncollected > 0 && !st.alloc_in_flight && !st.late_pending) {
+    if (st.uncollected > 0 && !st.alloc_in_flight && !st.late_pending &&
+        st.policy->can_plan_ahead()) {
       schedule_next_allocation(self);
     }
     advance(self);
@@ -529,7 +530,9 @@ void kick(self_ptr self) {
     return;
   }
   if (st.config.async_steps) {
-    if (st.uncollected >= 2) return;  // the next plan waits for the oldest step's result
+    // The next plan waits for the oldest step's result, or (after a failed step) for the
+    // step behind it.
+    if (st.uncollected >= 2 || (st.uncollected == 1 && !st.policy->can_plan_ahead())) return;
   } else if (st.uncollected > 0 && st.config.no_kv_cache) {
     return;  // no overlap without a KV cache
   }

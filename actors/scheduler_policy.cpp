@@ -344,14 +344,12 @@ void scheduler_policy::reset_table(sequence& s) {
   s.table_epoch = ++num_table_epochs_;
 }
 
-void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int chunk,
-                                 const plan_entry* known) const {
+void scheduler_policy::fill_step(sequence_step& st, const sequence& s, int computed, int pending,
+                                 int chunk, const plan_entry* known) const {
   // Every field is set: `st` may be a recycled entry of an earlier plan (its vectors keep
   // their capacity, so a steady decode batch allocates nothing here).
   // A step in flight (planned ahead of its result) moves the start, and the token it samples
   // is this step's input, which the backend takes from it.
-  const int computed = s.num_computed + s.exec_chunks();
-  const int pending = s.exec_samples();
   const int known_tokens = static_cast<int>(s.tokens.size());
   st.id = s.sub.id;
   st.input_from_last_sample = computed >= known_tokens;
@@ -534,7 +532,8 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     }
     // Past the step in flight, if any (asynchronous steps).
     const int computed = s.num_computed + s.exec_chunks();
-    const int remaining = static_cast<int>(s.tokens.size()) + s.exec_samples() - computed;
+    const int pending = s.exec_samples();
+    const int remaining = static_cast<int>(s.tokens.size()) + pending - computed;
     int chunk = std::min(remaining, budget);
     if (config_.no_kv_cache) {
       chunk = remaining;
@@ -552,7 +551,7 @@ planned_step scheduler_policy::apply_allocations(const cache_step_reply& reply) 
     s.admitted_now = false;
     if (used == out.plan.seqs.size()) out.plan.seqs.emplace_back();
     sequence_step& step = out.plan.seqs[used++];
-    fill_step(step, s, chunk,
+    fill_step(step, s, computed, pending, chunk,
               used - 1 < recycled_entries_.size() ? &recycled_entries_[used - 1] : nullptr);
     entries_scratch_.push_back(
         plan_entry{id, s.table_epoch, static_cast<std::uint32_t>(s.block_table.size())});
@@ -707,6 +706,7 @@ int scheduler_policy::apply_result(const step_result& result, std::vector<token_
            false, events);
   }
   retire_oldest_step();
+  last_step_failed_ = false;
   return num_sampled;
 }
 
@@ -750,6 +750,7 @@ std::vector<sequence_event> scheduler_policy::fail_step(const status& error) {
     finish(slot, error_event(s.sub.id, error), /*commit=*/false, events);
   }
   retire_oldest_step();
+  last_step_failed_ = true;
   return events;
 }
 

@@ -132,6 +132,10 @@ class scheduler_policy {
   std::uint64_t num_steps() const { return step_index_; }
   /// Steps handed out whose result is not applied yet (0..2).
   int num_steps_in_flight() const { return num_inflight_; }
+  /// Whether the next step may be planned before the step in flight has its result applied.
+  /// Not after a failed step: the step behind it, which was to take its tokens, is collected
+  /// first, so a failure ends the sequences of at most those two steps.
+  bool can_plan_ahead() const { return num_inflight_ == 0 || !last_step_failed_; }
   /// Completion tokens so far of a live sequence (tests).
   std::optional<int> num_generated(seq_id id) const;
 
@@ -215,7 +219,10 @@ class scheduler_policy {
     std::uint32_t table_size = 0;
   };
   void reset_table(sequence& s);
-  void fill_step(sequence_step& st, const sequence& s, int chunk, const plan_entry* known) const;
+  /// Fills `st` with `chunk` tokens from position `computed` (past the steps in flight, which
+  /// sample `pending` tokens: 0 or 1).
+  void fill_step(sequence_step& st, const sequence& s, int computed, int pending, int chunk,
+                 const plan_entry* known) const;
   block_commit make_commit(const sequence& s) const;
   static sequence_event finished_event(seq_id id, std::string reason, std::string stop_reason);
   static sequence_event error_event(seq_id id, status error);
@@ -238,6 +245,7 @@ class scheduler_policy {
   };
   std::array<inflight_step, 2> inflight_;  // oldest first
   int num_inflight_ = 0;
+  bool last_step_failed_ = false;  // the last step retired ended with fail_step()
   /// Pops the oldest step in flight; its entries describe the plan recycle() gets next.
   void retire_oldest_step();
   std::vector<slot_index> step_grows_;   // grows of the current cache request

@@ -34,14 +34,10 @@ worker_outcome step_executor::execute(step_plan plan) {
 void step_executor::submit(step_plan plan) {
   submitted_step s;
   s.submitted_at = clock::now();
-  const bool takes_last_sample =
-      std::any_of(plan.seqs.begin(), plan.seqs.end(),
-                  [](const sequence_step& q) { return q.input_from_last_sample; });
+  // A failed submit leaves the backend no previous step, so a step planned behind it with
+  // input_from_last_sample fails there too (model/backend.hpp).
   if (in_flight_.size() >= 2) {
     s.error = {status_code::kInternal, "the worker got a third step while two are in flight"};
-  } else if (takes_last_sample && !in_flight_.empty() && !in_flight_.back().error.is_ok()) {
-    // The previous step never reached the backend, so it has no tokens for this one.
-    s.error = in_flight_.back().error;
   } else {
     s.error = guard([&] { return backend_->submit(plan); });
   }

@@ -701,8 +701,11 @@ status cuda_backend::submit(const step_plan& plan) {
   lim.max_logits_rows = max_logits_rows_;
   lim.token_list_capacity = token_list_capacity_;
   lim.gqa_group = model_.num_heads / model_.num_kv_heads;
+  // Taken, so that a failed submit leaves no previous step for the next one (backend.hpp).
+  const std::vector<std::pair<seq_id, std::int32_t>> prev_rows = std::move(prev_rows_);
+  prev_rows_.clear();
   last_sample_source last;
-  last.rows = &prev_rows_;
+  last.rows = &prev_rows;
   last.host_token = [&](std::int32_t row) -> result<std::int32_t> {
     KVSERVE_CUDA_TRY(cudaEventSynchronize(slots_[prev].results_ready.get()));
     return slots_[prev].h_sampled[row];

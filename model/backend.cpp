@@ -9,6 +9,9 @@ namespace kvserve {
 status backend::submit(const step_plan& plan) {
   if (submitted_.size() >= 2)
     return {status_code::kInvalidArgument, "two steps are in flight: collect one first"};
+  // Taken, so that a failure below (an error or an exception) leaves no previous step.
+  const std::vector<std::pair<seq_id, std::int32_t>> prev = std::move(last_sampled_);
+  last_sampled_.clear();
   const step_plan* run = &plan;
   step_plan filled;
   const bool needs_fill =
@@ -20,10 +23,9 @@ status backend::submit(const step_plan& plan) {
   }
   for (auto& s : filled.seqs) {
     if (!s.input_from_last_sample) continue;
-    const auto it =
-        std::lower_bound(last_sampled_.begin(), last_sampled_.end(),
-                         std::make_pair(s.id, std::numeric_limits<std::int32_t>::min()));
-    if (it == last_sampled_.end() || it->first != s.id || s.tokens.empty())
+    const auto it = std::lower_bound(
+        prev.begin(), prev.end(), std::make_pair(s.id, std::numeric_limits<std::int32_t>::min()));
+    if (it == prev.end() || it->first != s.id || s.tokens.empty())
       return {status_code::kInvalidArgument,
               "sequence " + std::to_string(s.id) +
                   ": input_from_last_sample, but the previous step sampled no token for it"};
@@ -32,7 +34,6 @@ status backend::submit(const step_plan& plan) {
     s.input_from_last_sample = false;
   }
   result<step_result> r = execute(*run);
-  last_sampled_.clear();
   if (r) {
     for (const auto& q : r->seqs)
       if (q.sampled_token) last_sampled_.emplace_back(q.id, *q.sampled_token);

@@ -50,7 +50,9 @@ class backend {
   /// A sequence of a submitted plan may set `input_from_last_sample`: its tokens[0] is then the
   /// token sampled for the same sequence id by the previously submitted step (which must have
   /// sampled it), and where its sampling uses penalties, its penalty_output_tokens must not
-  /// yet hold that token (the backend appends it). The CUDA backend takes the token on the
+  /// yet hold that token (the backend appends it). A submit that fails (an error status, or an
+  /// exception out of it) leaves no previous step: such a sequence in the next plan is then
+  /// kInvalidArgument, never a token of an older step. The CUDA backend takes the token on the
   /// device, without waiting for the previous step (except with penalties).
   ///
   /// The defaults run execute() synchronously inside submit() and fill those tokens from the

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -144,19 +145,47 @@ TEST(async_steps, a_finished_sequence_drops_the_token_of_the_step_planned_ahead)
 }
 
 TEST(async_steps, cancellation_and_failures_end_every_request_once) {
+  // An exception out of the backend's submit (a step holding request 2), later a step that
+  // fails (the first holding request 9): each takes the step planned behind it down too,
+  // whose tokens it was to provide. Requests submitted after both still get their tokens.
   plain_engine e(async_config(64, 32));
-  const auto subs = mixed_requests(10);
-  for (const auto& s : subs) ASSERT_TRUE(e.add(s).is_ok());
-  int failures = 0;
+  const auto subs = mixed_requests(12);
+  auto holds = [](const step_plan& p, seq_id id) {
+    for (const sequence_step& q : p.seqs)
+      if (q.id == id) return true;
+    return false;
+  };
+  int exceptions = 0, failures = 0;
+  e.fake->on_execute = [&](const step_plan& p) {
+    if (holds(p, 2) && p.step_index >= 3 && exceptions++ == 0)
+      throw std::runtime_error("injected exception");
+  };
   e.fake->fail_if = [&](const step_plan& p) {
-    if (p.step_index == 9 && failures++ == 0) return status{status_code::kInternal, "injected"};
+    if (holds(p, 9) && failures++ == 0) return status{status_code::kInternal, "injected"};
     return status::ok();
   };
+  for (std::size_t i = 0; i < 6; ++i) ASSERT_TRUE(e.add(subs[i]).is_ok());
+  // Each wave comes once the one before has met its failure (a failed step and the step
+  // behind it end every sequence they hold).
+  int second_wave_at = -1;
+  bool late_added = false;
   e.run_async(100000, [&](int i) {
-    if (i == 5) e.record(e.policy.remove(3, "cancelled"));
-    if (i == 14) e.record(e.policy.remove(8, "cancelled"));
+    if (i == 2) e.record(e.policy.remove(3, "cancelled"));
+    if (second_wave_at < 0 && exceptions == 1) {
+      second_wave_at = i;
+      for (std::size_t k = 6; k < 10; ++k) ASSERT_TRUE(e.add(subs[k]).is_ok());
+    }
+    if (second_wave_at >= 0 && i == second_wave_at + 3) {
+      e.record(e.policy.remove(10, "cancelled"));
+    }
+    if (!late_added && failures == 1) {
+      late_added = true;
+      for (std::size_t k = 10; k < 12; ++k) ASSERT_TRUE(e.add(subs[k]).is_ok());
+    }
   });
+  EXPECT_EQ(exceptions, 1);
   EXPECT_EQ(failures, 1);
+  ASSERT_TRUE(late_added);
   int errors = 0;
   for (const auto& s : subs) {
     const auto& got = e.outputs[s.id];
@@ -168,7 +197,11 @@ TEST(async_steps, cancellation_and_failures_end_every_request_once) {
     if (got.reason == "cancelled") continue;
     EXPECT_EQ(got.tokens, run_alone(s).tokens) << s.id;
   }
-  EXPECT_GT(errors, 0) << "the failed step's sequences end with its error";
+  EXPECT_GT(errors, 0) << "the failed steps' sequences end with their error";
+  for (seq_id late : {11, 12}) {
+    EXPECT_NE(e.outputs[late].reason, "error") << late;
+    EXPECT_FALSE(e.outputs[late].tokens.empty()) << late;
+  }
   EXPECT_FALSE(e.policy.has_work());
   EXPECT_EQ(e.policy.num_steps_in_flight(), 0);
   EXPECT_EQ(e.allocator->stats().num_blocks_locked, 0);

@@ -242,7 +242,7 @@ class plain_engine {
       const int in_flight = executor->num_in_flight();
       if (in_flight == 0 && !policy.has_work()) return;
       bool submitted = false;
-      if (in_flight < 2 && policy.has_work()) {
+      if (in_flight < 2 && policy.has_work() && policy.can_plan_ahead()) {
         planned_step ps = policy.apply_allocations(allocator->apply(policy.plan_allocations(now)));
         record(ps.events);
         if (!ps.plan.seqs.empty()) {

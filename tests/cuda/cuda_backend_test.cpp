@@ -798,6 +798,11 @@ TEST(CudaBackendAsyncErrors, MisuseIsReported) {
   p.seqs[0].id = 8;
   EXPECT_EQ(be.submit(p).code(), status_code::kInvalidArgument);
   EXPECT_EQ(be.collect().error().code(), status_code::kInvalidArgument);
+  // That failed submit left no previous step: sequence 7, which the step before it sampled,
+  // gets no token from that older step either.
+  p.seqs[0].id = 7;
+  p.seqs[0].start_position = 2;
+  EXPECT_EQ(be.submit(p).code(), status_code::kInvalidArgument);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "model/backend.hpp"
@@ -133,6 +135,61 @@ TEST(BackendSubmit, DefaultMisuseIsReported) {
   EXPECT_TRUE(b->collect().is_ok());
   EXPECT_TRUE(b->collect().is_ok());
   EXPECT_EQ(b->collect().error().code(), status_code::kInvalidArgument);
+}
+
+/// Samples token 10 + id for every sampling sequence; throws on the plan of step `throw_at`.
+class scripted_backend : public backend {
+ public:
+  std::string name() const override { return "scripted"; }
+  const model_config& config() const override { return config_; }
+  int block_size() const override { return 4; }
+  int num_kv_blocks() const override { return 8; }
+  std::size_t kv_bytes_per_token() const override { return 4; }
+  std::uint64_t throw_at = 0;
+  result<step_result> execute(const step_plan& plan) override {
+    if (plan.step_index == throw_at) throw std::runtime_error("injected");
+    step_result r;
+    for (const sequence_step& q : plan.seqs) {
+      sequence_result x;
+      x.id = q.id;
+      if (q.sample) x.sampled_token = static_cast<std::int32_t>(10 + q.id);
+      r.seqs.push_back(x);
+    }
+    return r;
+  }
+
+ private:
+  model_config config_;
+};
+
+TEST(BackendSubmit, FailedSubmitLeavesNoPreviousStep) {
+  // Step 2 throws inside submit: step 3 must not take step 1's tokens.
+  scripted_backend b;
+  b.throw_at = 2;
+  step_plan p;
+  sequence_step q;
+  q.id = 1;
+  q.tokens = {3};
+  q.block_table = {0};
+  q.sample = true;
+  p.seqs.push_back(q);
+  p.step_index = 1;
+  ASSERT_TRUE(b.submit(p).is_ok());
+  ASSERT_TRUE(b.collect().is_ok());
+  p.step_index = 2;
+  p.seqs[0].input_from_last_sample = true;
+  EXPECT_THROW((void)b.submit(p), std::runtime_error);
+  p.step_index = 3;
+  EXPECT_EQ(b.submit(p).code(), status_code::kInvalidArgument);
+  // A successful step restores the chain.
+  p.step_index = 4;
+  p.seqs[0].input_from_last_sample = false;
+  ASSERT_TRUE(b.submit(p).is_ok());
+  p.step_index = 5;
+  p.seqs[0].input_from_last_sample = true;
+  ASSERT_TRUE(b.submit(p).is_ok());
+  ASSERT_TRUE(b.collect().is_ok());
+  EXPECT_EQ(b.collect()->seqs[0].sampled_token, 11);
 }
 
 }  // namespace
