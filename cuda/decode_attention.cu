@@ -32,6 +32,16 @@ bool l2_prefetch_enabled() {
   return on;
 }
 
+/// Whether the decode kernel interleaves its pieces (decode_attention.cuh);
+/// KVSERVE_ATTN_INTERLEAVE=0 turns it off (A/B runs). Read once.
+bool interleave_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KVSERVE_ATTN_INTERLEAVE");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
 /// One instantiation of the decode kernel with its merge kernel: shared memory, occupancy and
 /// launch.
 template <int HD, int MAXG, kv_storage S, int U, int DPL = 8, int STAGES = 0>
@@ -67,7 +77,7 @@ struct variant {
     const int chunks = (group + MAXG - 1) / MAXG;
     const dim3 grid(a.num_seqs, a.kv.num_kv_heads * chunks, a.num_splits);
     if (const cudaError_t e = launch_pdl(kernel, grid, dim3(kDecodeWarps * 32), kSmem, stream, a,
-                                         l2_prefetch_enabled());
+                                         l2_prefetch_enabled(), interleave_enabled());
         e != cudaSuccess)
       return e;
     return launch_pdl(decode_attention_merge_kernel<HD>, dim3(a.num_seqs, a.num_heads), dim3(HD), 0,

@@ -20,8 +20,12 @@
 ///
 /// Split spans: a sequence's context is cut into pieces of decode_split_span() tokens (at least
 /// the args' min_split_tokens, a multiple of 32), so a short context uses fewer splits than the
-/// grid has; blocks past the last piece exit and the merge reads only the pieces in use. Both
-/// kernels are launched with programmatic dependent launch (cuda/pdl.cuh).
+/// grid has; blocks past the last piece exit and the merge reads only the pieces in use. With
+/// the ring and two or more pieces, the pieces are interleaved: each warp takes every W-th warp
+/// iteration of the whole context (W the warps of all pieces) instead of a span of its own, so
+/// the blocks of a sequence read its context front to back together (measured faster on the
+/// H100, docs/BENCHMARKS.md). Both kernels are launched with programmatic dependent launch
+/// (cuda/pdl.cuh).
 ///
 /// Before `griddepcontrol.wait`, both kernels read only the step inputs (context lengths, block
 /// tables: written by copies ordered before the step's first kernel, never by a kernel), and the
@@ -114,7 +118,7 @@ __device__ __forceinline__ void kv_chunk_to_float(const kv_chunk<S, DPL>& raw, f
 template <int HD, int MAXG, kv_storage S = kv_storage::kBf16, int U = kTokensPerIter, int DPL = 8,
           int STAGES = 0>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
-    decode_attention_kernel(decode_attention_args a, bool l2_prefetch) {
+    decode_attention_kernel(decode_attention_args a, bool l2_prefetch, bool interleave) {
   static_assert(DPL == 8 || (DPL == 16 && S != kv_storage::kBf16 && MAXG <= 4));
   static_assert(STAGES == 0 || (STAGES >= 2 && S == kv_storage::kBf16));
   constexpr int TPT = HD / DPL;  // lanes per token
@@ -146,8 +150,20 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int per = decode_split_span(ctx, a.num_splits,
                                     a.min_split_tokens > 0 ? a.min_split_tokens : kMinSplitTokens);
   const int begin = split * per;
-  const int end = min(ctx, begin + per);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int kWarpTokens = SUB * U;  // tokens of one warp iteration
+  constexpr int kStride = NSUB * U;     // tokens of one block iteration
+  // Interleaved pieces (ring path, two or more pieces): warp w of piece p takes the warp
+  // iterations w', w' + W, w' + 2W, ... of the whole context (w' = p * kDecodeWarps + w, W the
+  // warps of all pieces), so all of them sweep the context front to back together; otherwise
+  // piece p is its own span of tokens. A piece's partial result covers different tokens either
+  // way, and the merge is the same.
+  const int pieces = ctx > 0 ? min(a.num_splits, (ctx + per - 1) / per) : 1;
+  const bool interleaved = kAsync && interleave && pieces >= 2;
+  const int first =
+      interleaved ? (split * kDecodeWarps + warp) * kWarpTokens : begin + warp * kWarpTokens;
+  const int stride = interleaved ? pieces * kDecodeWarps * kWarpTokens : kStride;
+  const int end = interleaved ? ctx : min(ctx, begin + per);
   const int sub = warp * SUB + lane / TPT;
   const int sl = lane % TPT;
   const int bs = a.kv.block_size;
@@ -158,14 +174,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     const std::int64_t phys = bt[t >> shift];
     return (phys * nkv + kvh) * bs + (t & (bs - 1));
   };
-  constexpr int kStride = NSUB * U;
   if constexpr (kAsync) {
     // The lanes that start a 128-byte line of a token's K or V row ask L2 for the lines of the
     // first STAGES - 1 iterations (the ones the ring's prologue copies).
     if (l2_prefetch && (sl * DPL * EB) % 128 == 0) {
 #pragma unroll
       for (int st = 0; st < STAGES - 1; ++st) {
-        const int t0 = begin + warp * SUB * U + st * kStride + (lane / TPT) * U;
+        const int t0 = first + st * stride + (lane / TPT) * U;
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           if (t0 + u < end) {
@@ -247,21 +262,21 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     }
     cp_async_commit();
   };
-  int tw = begin + warp * SUB * U;
+  int tw = first;
   if constexpr (kAsync) {
 #pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) issue(tw + st * kStride, st);
+    for (int st = 0; st < STAGES - 1; ++st) issue(tw + st * stride, st);
   } else if constexpr (kPrefetch) {
     if (tw < end) fetch(tw);
   }
   int stage = 0;
-  for (; tw < end; tw += kStride) {
+  for (; tw < end; tw += stride) {
     const int t0 = tw + (lane / TPT) * U;
     kv_chunk<S, DPL> kr[U], vr[U];
     [[maybe_unused]] float ks[U], vs[U];
     if constexpr (kAsync) {
       // Refill the stage read in the previous iteration, then wait for this one's group.
-      issue(tw + (STAGES - 1) * kStride, stage == 0 ? STAGES - 1 : stage - 1);
+      issue(tw + (STAGES - 1) * stride, stage == 0 ? STAGES - 1 : stage - 1);
       cp_async_wait<STAGES - 1>();
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -282,7 +297,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         }
       }
       if constexpr (kPrefetch) {
-        if (tw + kStride < end) fetch(tw + kStride);  // uniform over the warp
+        if (tw + stride < end) fetch(tw + stride);  // uniform over the warp
       }
     }
     // Token-major, for every storage type: decode one token's DPL values (bf16 or codes) and
