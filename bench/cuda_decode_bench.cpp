@@ -172,6 +172,7 @@ attention_timing time_attention(int bs, int batch, int ctx, cudaStream_t s, int 
   CHECK_CUDA(cudaMemcpy(lens.get(), l.data(), batch * 4, cudaMemcpyHostToDevice));
   int sms = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  if (stages <= 0) stages = decode_attention_stages(batch, nh, nkv, hd, sms);
   if (splits <= 0)
     splits = decode_attention_splits(batch, nh, nkv, hd, sms, kv_storage::kBf16, stages);
   CHECK_OK(q.allocate(batch * nh * hd));
@@ -218,10 +219,13 @@ void bench_attention(cudaStream_t s) {
       "\n| decode attention | block | batch | context | us | of copy BW | splits | us, 4 back to "
       "back | of copy BW | us, queued | of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|"
       "\n");
+  // KVSERVE_BENCH_STAGES: the bf16 ring depth of this table (default: the kernel's).
+  const std::vector<int> ring = env_list("KVSERVE_BENCH_STAGES", {0});
+  const int stages = ring.empty() ? 0 : ring.front();
   for (int bs : env_list("KVSERVE_BENCH_BLOCKS", {2, 4, 8, 16, 32, 64})) {
     for (auto [batch, ctx] : {std::pair{8, 4096}, std::pair{8, 16384}, std::pair{8, 32768},
                               std::pair{64, 4096}, std::pair{1, 1024}}) {
-      const attention_timing r = time_attention(bs, batch, ctx, s, 0, 0, 0, true);
+      const attention_timing r = time_attention(bs, batch, ctx, s, 0, stages, 0, true);
       std::printf(
           "| decode attention | %d | %d | %d | %.1f | %.0f%% | %d | %.1f | %.0f%% | %.1f | "
           "%.0f%% |\n",

@@ -258,14 +258,22 @@ class cuda_backend final : public backend {
     return p;
   }
 
-  // Split-KV count per padded decode batch (an occupancy query: cached).
-  int decode_splits(int rows) {
-    auto it = splits_.find(rows);
-    if (it == splits_.end())
-      it = splits_
-               .emplace(rows, decode_attention_splits(rows, model_.num_heads, model_.num_kv_heads,
-                                                      model_.head_dim, num_sms_, storage_))
-               .first;
+  // Decode attention's K/V ring depth and split-KV count per padded decode batch (occupancy
+  // queries: cached).
+  struct attention_plan {
+    int stages = 0;
+    int splits = 1;
+  };
+  const attention_plan& decode_plan(int rows) {
+    auto it = attention_plans_.find(rows);
+    if (it == attention_plans_.end()) {
+      attention_plan p;
+      p.stages = decode_attention_stages(rows, model_.num_heads, model_.num_kv_heads,
+                                         model_.head_dim, num_sms_, storage_);
+      p.splits = decode_attention_splits(rows, model_.num_heads, model_.num_kv_heads,
+                                         model_.head_dim, num_sms_, storage_, p.stages);
+      it = attention_plans_.emplace(rows, p).first;
+    }
     return it->second;
   }
 
@@ -353,8 +361,8 @@ class cuda_backend final : public backend {
   int gap_counter_ = 0;
   std::vector<float> step_gaps_us_;
 
-  std::map<int, cuda_graph_exec> graphs_;  // 2 * decode bucket + slot -> graph
-  std::map<int, int> splits_;              // decode rows -> split-KV count
+  std::map<int, cuda_graph_exec> graphs_;          // 2 * decode bucket + slot -> graph
+  std::map<int, attention_plan> attention_plans_;  // decode rows -> ring depth, split count
 };
 
 status cuda_backend::allocate_workspace() {
@@ -380,7 +388,7 @@ status cuda_backend::allocate_workspace() {
   KVSERVE_CUDA_TRY(cudaMemsetAsync(sample_counts_.get(), 0, sample_counts_.bytes(), stream_.get()));
   std::size_t partial_rows = 0;
   for (int b = 1; b <= decode_bucket(R, R);) {
-    partial_rows = std::max(partial_rows, static_cast<std::size_t>(b) * decode_splits(b));
+    partial_rows = std::max(partial_rows, static_cast<std::size_t>(b) * decode_plan(b).splits);
     const int next = decode_bucket(b + 1, R);
     if (next == b) break;
     b = next;
@@ -517,7 +525,8 @@ status cuda_backend::forward(const step_inputs& in, const step_ptrs& p) {
       a.num_seqs = T;
       a.num_heads = m.num_heads;
       a.max_blocks_per_seq = max_blocks_per_seq_;
-      a.num_splits = decode_splits(T);
+      a.num_splits = decode_plan(T).splits;
+      a.kv_stages = decode_plan(T).stages;
       a.scale = scale;
       a.partial_out = partial_out_.get();
       a.partial_ml = partial_ml_.get();

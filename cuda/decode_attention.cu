@@ -18,8 +18,13 @@ namespace {
 constexpr int kTokensPerIter8Bit = 4;
 constexpr int kDimsPerLane8Bit = 16;
 
-/// bf16: a 3-deep shared-memory ring of K/V chunks (cp.async) unless the caller asks otherwise.
+/// bf16: a 3-deep shared-memory ring of K/V chunks (cp.async) unless the caller asks otherwise
+/// (decode_attention_stages picks 2 where that pays).
 constexpr int kDefaultStagesBf16 = 3;
+/// decode_attention_stages: the shallower ring, and the least share of its one wave's slots its
+/// grid must fill.
+constexpr int kShallowStagesBf16 = 2;
+constexpr double kShallowMinFill = 0.9;
 
 /// Whether the decode kernel asks L2 for its first K/V lines before it waits on the kernel
 /// before it (decode_attention.cuh); KVSERVE_ATTN_L2_PREFETCH=0 turns it off (A/B runs). Read
@@ -185,12 +190,22 @@ int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads) {
   return num_kv_heads * ((group + maxg - 1) / maxg);
 }
 
-int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                            int num_sms, kv_storage dtype, int kv_stages) {
+namespace {
+
+/// The kernel's resident blocks times `num_sms`: one wave.
+int wave_capacity(int num_heads, int num_kv_heads, int head_dim, int num_sms, kv_storage dtype,
+                  int kv_stages) {
   const int group = num_heads / num_kv_heads;
   const int per_sm = head_dim == 64 ? resident_blocks_per_sm<64>(group, dtype, kv_stages)
                                     : resident_blocks_per_sm<128>(group, dtype, kv_stages);
-  const int capacity = per_sm * num_sms;
+  return per_sm * num_sms;
+}
+
+}  // namespace
+
+int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
+                            int num_sms, kv_storage dtype, int kv_stages) {
+  const int capacity = wave_capacity(num_heads, num_kv_heads, head_dim, num_sms, dtype, kv_stages);
   const int base = std::max(1, num_seqs * decode_attention_blocks_per_seq(num_heads, num_kv_heads));
   // Time ~ waves(s) / s for s splits (each block does 1/s of a sequence's context). Take the
   // fewest splits within 5% of the best ratio: fewer splits mean less merging.
@@ -203,6 +218,19 @@ int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int h
   for (int splits = 1; splits <= kMaxDecodeSplits; ++splits)
     if (cost(splits) <= best * 1.05) return splits;
   return 1;
+}
+
+int decode_attention_stages(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
+                            int num_sms, kv_storage dtype) {
+  if (dtype != kv_storage::kBf16) return 0;
+  const int splits = decode_attention_splits(num_seqs, num_heads, num_kv_heads, head_dim, num_sms,
+                                             dtype, kShallowStagesBf16);
+  const int blocks =
+      std::max(1, num_seqs * decode_attention_blocks_per_seq(num_heads, num_kv_heads)) * splits;
+  const int capacity =
+      wave_capacity(num_heads, num_kv_heads, head_dim, num_sms, dtype, kShallowStagesBf16);
+  return blocks <= capacity && blocks >= kShallowMinFill * capacity ? kShallowStagesBf16
+                                                                    : kDefaultStagesBf16;
 }
 
 cudaError_t launch_decode_attention(const decode_attention_args& a, cudaStream_t stream) {

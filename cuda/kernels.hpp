@@ -143,6 +143,15 @@ int decode_attention_blocks_per_seq(int num_heads, int num_kv_heads);
 int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
                             int num_sms, kv_storage dtype = kv_storage::kBf16, int kv_stages = 0);
 
+/// The bf16 ring depth (decode_attention_args::kv_stages) for `num_seqs` decode rows: 2 where
+/// the 2-deep kernel's grid (fewer resident blocks per SM than the 3-deep one) is one wave at
+/// least 90% full, else 3; 0 for 8-bit pools (no ring). Measured on the H100 with interleaved
+/// pieces: the 2-deep ring is faster there (batch 8 x 4k: 83-85% of the copy bandwidth back to
+/// back against 81-82%) and the 3-deep one where a 2-deep grid would take several waves
+/// (batch 64-128 x 1k; docs/BENCHMARKS.md). Pass it to decode_attention_splits too.
+int decode_attention_stages(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
+                            int num_sms, kv_storage dtype = kv_storage::kBf16);
+
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 
 /// A prefill work item: a run of query tokens of one sequence times a range of the query heads

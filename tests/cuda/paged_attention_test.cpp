@@ -203,6 +203,20 @@ INSTANTIATE_TEST_SUITE_P(EightBit, CudaDecodeAttention,
                                             ::testing::Values(kv_cache_dtype::kFp8E4m3,
                                                               kv_cache_dtype::kInt8)));
 
+// The ring depth follows the wave: Llama-3-8B heads on a 132-SM Hopper card (the 2-deep kernel
+// runs 3 blocks per SM there, 396 a wave): 8 rows fill one wave of it (6 splits, 384 blocks),
+// 64 rows (512 blocks unsplit) do not; 8-bit pools have no ring.
+TEST(CudaDecodeAttentionPlan, RingDepthFollowsTheWave) {
+  KVSERVE_SKIP_WITHOUT_GPU();
+  EXPECT_EQ(decode_attention_stages(8, 32, 8, 128, 132), 2);
+  EXPECT_EQ(decode_attention_splits(8, 32, 8, 128, 132, kv_storage::kBf16, 2), 6);
+  EXPECT_EQ(decode_attention_stages(1, 32, 8, 128, 132), 2);
+  EXPECT_EQ(decode_attention_stages(64, 32, 8, 128, 132), 3);
+  EXPECT_EQ(decode_attention_stages(128, 32, 8, 128, 132), 3);
+  EXPECT_EQ(decode_attention_stages(8, 32, 8, 128, 132, kv_storage::kInt8), 0);
+  EXPECT_EQ(decode_attention_stages(8, 32, 8, 128, 132, kv_storage::kFp8E4m3), 0);
+}
+
 class CudaPrefillAttention : public ::testing::TestWithParam<attention_param> {};
 
 // The float64 reference of one prefill row and, per dimension, the tolerance for the tensor-core
