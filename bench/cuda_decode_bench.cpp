@@ -223,8 +223,9 @@ void bench_attention(cudaStream_t s) {
   const std::vector<int> ring = env_list("KVSERVE_BENCH_STAGES", {0});
   const int stages = ring.empty() ? 0 : ring.front();
   for (int bs : env_list("KVSERVE_BENCH_BLOCKS", {2, 4, 8, 16, 32, 64})) {
-    for (auto [batch, ctx] : {std::pair{8, 4096}, std::pair{8, 16384}, std::pair{8, 32768},
-                              std::pair{64, 4096}, std::pair{1, 1024}}) {
+    for (auto [batch, ctx] :
+         {std::pair{8, 4096}, std::pair{8, 16384}, std::pair{8, 32768}, std::pair{16, 4096},
+          std::pair{32, 4096}, std::pair{64, 4096}, std::pair{1, 1024}}) {
       const attention_timing r = time_attention(bs, batch, ctx, s, 0, stages, 0, true);
       std::printf(
           "| decode attention | %d | %d | %d | %.1f | %.0f%% | %d | %.1f | %.0f%% | %.1f | "
