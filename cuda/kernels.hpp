@@ -127,7 +127,8 @@ struct decode_attention_args {
   /// fewer pieces than num_splits, and blocks past the last piece exit at once.
   int min_split_tokens = 0;
   /// bf16 pools: depth of the shared-memory ring the K/V chunks are copied into ahead of use
-  /// (2..4; 0: the default, 1: no ring, loads right before use). Benchmark knob.
+  /// (2..4; 0: 3, 1: no ring, loads right before use). The backend passes
+  /// decode_attention_stages(); other values are benchmark knobs.
   int kv_stages = 0;
 };
 inline constexpr int kMaxDecodeSplits = 64;
