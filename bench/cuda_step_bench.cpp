@@ -23,6 +23,7 @@ int main() {
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -37,10 +38,16 @@ using namespace kvserve::bench;
 
 std::string g_label = "new";
 
-std::unique_ptr<backend> make_8b(int small_step_tokens, bool gaps) {
+// small_step_tokens: cuda_backend_config::small_step_max_tokens. per_seq_limits false: every
+// step of at most that many tokens runs decode-shaped (the rule before the per-sequence limits).
+std::unique_ptr<backend> make_8b(int small_step_tokens, bool gaps, bool per_seq_limits = true) {
   cuda_backend_config cfg = llama3_8b_step_config();
   cfg.record_step_gaps = gaps;
   cfg.small_step_max_tokens = small_step_tokens;
+  if (!per_seq_limits) {
+    cfg.small_step_max_seq_tokens = small_step_tokens;
+    cfg.small_step_max_context_reads = std::numeric_limits<int>::max();
+  }
   auto b = make_cuda_backend_dummy(cfg, llama3_8b(), 1);
   if (!b) {
     std::fprintf(stderr, "backend: %s\n", b.error().message().c_str());
@@ -113,19 +120,23 @@ void bench_short() {
   struct variant {
     const char* name;
     int small_tokens;
+    bool per_seq_limits;
   };
-  const variant variants[] = {{"general path", 0}, {"small-step path", 128}};
+  const variant variants[] = {{"general path", 0, true},
+                              {"small-step path (any step <= 128 tokens)", 128, false},
+                              {"default (per-sequence limits)", 128, true}};
   std::printf(
       "\n| step (Llama-3-8B dummy, block 16, greedy, host wall time of execute, median of 21) | "
       "%s build | path | ms |\n|---|---|---|---|\n",
       g_label.c_str());
   for (const auto& v : variants) {
-    auto b = make_8b(v.small_tokens, false);
+    auto b = make_8b(v.small_tokens, false, v.per_seq_limits);
     const int bs = b->block_size();
-    // Sequence 1000 holds a 2,048-token prefix in blocks [0, 130); the chunk after it writes
-    // positions 2048..2079 (the same slots every repetition).
+    // Sequence 1000 holds a 2,048-token prefix in blocks [0, 2112 / bs + 1); a chunk after it
+    // writes positions 2048.. (the same slots every repetition).
+    const int prefix_blocks = 2112 / bs + 1;
     step_plan prefix;
-    prefix.seqs.push_back(make_seq(c, 1000, 2048, 0, 0, 2080 / bs + 1));
+    prefix.seqs.push_back(make_seq(c, 1000, 2048, 0, 0, prefix_blocks));
     run_or_die(*b, prefix);
     for (int n : {1, 8, 16, 32, 64, 128}) {
       step_plan p;
@@ -133,19 +144,30 @@ void bench_short() {
       std::printf("| prompt of %d tokens, empty cache | %s | %s | %.2f |\n", n, g_label.c_str(),
                   v.name, step_ms(*b, p));
     }
-    step_plan chunk;
-    chunk.seqs.push_back(make_seq(c, 1000, 32, 2048, 0, 2080 / bs + 1));
-    std::printf("| 32-token chunk over 2,048 cached tokens | %s | %s | %.2f |\n", g_label.c_str(),
-                v.name, step_ms(*b, chunk));
-    // 63 decodes at 1,024 tokens of context (blocks from 300 on) plus the chunk.
-    step_plan mixed = chunk;
+    for (int n : {8, 16, 32, 64}) {
+      step_plan chunk;
+      chunk.seqs.push_back(make_seq(c, 1000, n, 2048, 0, prefix_blocks));
+      std::printf("| %d-token chunk over 2,048 cached tokens | %s | %s | %.2f |\n", n,
+                  g_label.c_str(), v.name, step_ms(*b, chunk));
+    }
+    // 63 decodes at 1,024 tokens of context (blocks from 300 on) plus a chunk; also the first
+    // 8 of them with a chunk.
+    step_plan mixed;
+    mixed.seqs.push_back(make_seq(c, 1000, 32, 2048, 0, prefix_blocks));
     for (int s = 0; s < 63; ++s) {
       const int blocks = 1025 / bs + 1;
       mixed.seqs.push_back(make_seq(c, s, 1, 1024, 300 + s * blocks, blocks));
     }
     fill(*b, std::vector<sequence_step>(mixed.seqs.begin() + 1, mixed.seqs.end()), 1024);
-    std::printf("| mixed: 63 decodes (1,024 ctx) + 32-token chunk over 2,048 | %s | %s | %.2f |\n",
-                g_label.c_str(), v.name, step_ms(*b, mixed));
+    for (int decodes : {8, 63})
+      for (int n : {8, 32}) {
+        step_plan m(mixed);
+        m.seqs.resize(1 + decodes);
+        m.seqs[0] = make_seq(c, 1000, n, 2048, 0, prefix_blocks);
+        std::printf(
+            "| mixed: %d decodes (1,024 ctx) + %d-token chunk over 2,048 | %s | %s | %.2f |\n",
+            decodes, n, g_label.c_str(), v.name, step_ms(*b, m));
+      }
     step_plan decode(mixed);
     decode.seqs.erase(decode.seqs.begin());
     std::printf("| decode only: 63 sequences at 1,024 ctx | %s | %s | %.2f |\n", g_label.c_str(),

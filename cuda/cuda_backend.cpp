@@ -133,8 +133,9 @@ class cuda_backend final : public backend {
     max_model_len_ = config_.max_model_len > 0 ? config_.max_model_len : m.max_position_embeddings;
     if (max_model_len_ <= 0) return {status_code::kInvalidArgument, "max_model_len must be > 0"};
     max_tokens_ = std::max(config_.max_num_batched_tokens, config_.max_num_seqs);
-    if (config_.small_step_max_tokens < 0)
-      return {status_code::kInvalidArgument, "small_step_max_tokens must be >= 0"};
+    if (config_.small_step_max_tokens < 0 || config_.small_step_max_seq_tokens < 0 ||
+        config_.small_step_max_context_reads < 0)
+      return {status_code::kInvalidArgument, "small_step_max_* limits must be >= 0"};
     max_rows_ =
         std::max(config_.max_num_seqs, std::min(config_.small_step_max_tokens, max_tokens_));
     max_blocks_per_seq_ = (max_model_len_ + config_.block_size - 1) / config_.block_size;
@@ -706,6 +707,8 @@ status cuda_backend::submit(const step_plan& plan) {
   lim.max_num_tokens = max_tokens_;
   lim.max_rows = max_rows_;
   lim.small_step_max_tokens = config_.small_step_max_tokens;
+  lim.small_step_max_seq_tokens = config_.small_step_max_seq_tokens;
+  lim.small_step_max_context_reads = config_.small_step_max_context_reads;
   lim.max_blocks_per_seq = max_blocks_per_seq_;
   lim.max_logits_rows = max_logits_rows_;
   lim.token_list_capacity = token_list_capacity_;

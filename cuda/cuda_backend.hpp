@@ -43,6 +43,16 @@ struct cuda_backend_config {
   /// max_num_batched_tokens). Sequences that need host logits rows other than their last
   /// (prompt logprobs, kAll over several tokens) keep the general path. 0: off.
   int small_step_max_tokens = 128;
+  /// A small step gives each token its own row, which reads its whole context: such a step
+  /// keeps the general path (prefill attention reads a context once per tile of query rows)
+  /// when one sequence brings more than small_step_max_seq_tokens tokens, or when its
+  /// multi-token sequences' rows read more than small_step_max_context_reads context tokens
+  /// in all (n rows from position p read n * p + n (n + 1) / 2). Measured on the H100 for
+  /// Llama-3-8B shapes (docs/BENCHMARKS.md, "Short prefill and mixed steps"): an 8- or
+  /// 16-token chunk over 2,048 cached tokens runs 1.9 / 1.4 ms faster decode-shaped, a 32-token
+  /// chunk the same either way, a 64-token one 2.3 ms slower; a 128-token prompt 0.5 ms slower.
+  int small_step_max_seq_tokens = 64;
+  int small_step_max_context_reads = 65536;
 };
 
 /// True when a CUDA device can be used (driver present and at least one device). Any error,

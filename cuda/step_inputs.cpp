@@ -76,17 +76,24 @@ device_sampling_row make_sampling_row(const sequence_step& s, int logits_row,
 }  // namespace
 
 bool is_decode_shaped(const step_plan& plan, const step_limits& l) {
-  int num_tokens = 0;
+  int num_tokens = 0, longest = 0;
+  std::int64_t context_reads = 0;  // context tokens read by the rows of multi-token sequences
   bool all_single = true;
   for (const auto& s : plan.seqs) {
     const int n = static_cast<int>(s.tokens.size());
     num_tokens += n;
-    if (n != 1) all_single = false;
+    longest = std::max(longest, n);
+    if (n != 1) {
+      all_single = false;
+      context_reads += std::int64_t{n} * s.start_position + std::int64_t{n} * (n + 1) / 2;
+    }
     if (s.prompt_logprobs >= 0) return false;
     if (n > 1 && s.return_logits == logits_mode::kAll) return false;
   }
   if (num_tokens > l.max_rows) return false;
-  return all_single || num_tokens <= l.small_step_max_tokens;
+  if (all_single) return true;
+  return num_tokens <= l.small_step_max_tokens && longest <= l.small_step_max_seq_tokens &&
+         context_reads <= l.small_step_max_context_reads;
 }
 
 status build_step_inputs(const step_plan& plan, const step_limits& l, int (*decode_rows)(int, int),

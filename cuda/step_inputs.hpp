@@ -20,13 +20,15 @@ struct step_limits {
   int block_size = 0;
   int max_model_len = 0;
   int max_num_seqs = 0;
-  int max_num_tokens = 0;         // tokens per step
-  int max_rows = 0;               // rows of a decode-shaped step (>= max_num_seqs)
-  int small_step_max_tokens = 0;  // steps of at most this many tokens run decode-shaped
-  int max_blocks_per_seq = 0;     // width of the block-table rows
-  int max_logits_rows = 0;        // rows of the logits buffer
-  int token_list_capacity = 0;    // ints of the sampling token lists
-  int gqa_group = 1;              // query heads per KV head
+  int max_num_tokens = 0;                // tokens per step
+  int max_rows = 0;                      // rows of a decode-shaped step (>= max_num_seqs)
+  int small_step_max_tokens = 0;         // steps of at most this many tokens run decode-shaped
+  int small_step_max_seq_tokens = 0;     // ... each sequence with at most this many tokens
+  int small_step_max_context_reads = 0;  // ... and its rows reading this many context tokens
+  int max_blocks_per_seq = 0;            // width of the block-table rows
+  int max_logits_rows = 0;               // rows of the logits buffer
+  int token_list_capacity = 0;           // ints of the sampling token lists
+  int gqa_group = 1;                     // query heads per KV head
 };
 
 /// Where one plan sequence's outputs are found.
@@ -66,9 +68,10 @@ struct step_inputs {
 };
 
 /// True when `plan` runs decode-shaped: every sequence has one token, or the step has at most
-/// limits.small_step_max_tokens tokens; in both cases at most limits.max_rows tokens and no
-/// sequence that needs host logits rows other than its last (prompt logprobs, kAll over
-/// several tokens).
+/// limits.small_step_max_tokens tokens, no sequence more than limits.small_step_max_seq_tokens,
+/// and the rows of its multi-token sequences read at most limits.small_step_max_context_reads
+/// context tokens in all; in both cases at most limits.max_rows tokens and no sequence that
+/// needs host logits rows other than its last (prompt logprobs, kAll over several tokens).
 bool is_decode_shaped(const step_plan& plan, const step_limits& limits);
 
 /// Where sequences with input_from_last_sample find their token: the previous submitted step's
