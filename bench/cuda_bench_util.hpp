@@ -38,44 +38,26 @@ inline double median(std::vector<double> v) {
 }
 
 /// Median time in ms of `fn(i)` enqueued on `stream`, by CUDA events, after 3 warm-up calls.
+/// `held`: a host function holds the stream until the start event and `fn` are enqueued, so the
+/// time is the GPU's alone from the start event on (no host launch latency, as when a captured
+/// graph replays).
 template <class F>
-double time_ms(F&& fn, cudaStream_t stream, int reps = 30) {
+double time_ms(F&& fn, cudaStream_t stream, int reps = 30, bool held = false) {
   cuda::cuda_event a, b;
   CHECK_OK(a.create());
   CHECK_OK(b.create());
   for (int i = 0; i < 3; ++i) fn(i);
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
-    CHECK_CUDA(cudaEventRecord(a.get(), stream));
-    fn(i);
-    CHECK_CUDA(cudaEventRecord(b.get(), stream));
-    CHECK_CUDA(cudaEventSynchronize(b.get()));
-    float ms = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, a.get(), b.get()));
-    t.push_back(ms);
-  }
-  return median(t);
-}
-
-/// As time_ms, but the stream is held by a host function until the start event and `fn` are
-/// enqueued, so the time is the GPU's alone from the start event on: no host launch latency,
-/// as when a captured graph replays.
-template <class F>
-double time_ms_queued(F&& fn, cudaStream_t stream, int reps = 30) {
-  cuda::cuda_event a, b;
-  CHECK_OK(a.create());
-  CHECK_OK(b.create());
-  for (int i = 0; i < 3; ++i) fn(i);
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    std::atomic<bool> go{false};
-    CHECK_CUDA(cudaLaunchHostFunc(
-        stream,
-        [](void* p) {
-          while (!static_cast<std::atomic<bool>*>(p)->load()) {
-          }
-        },
-        &go));
+    std::atomic<bool> go{!held};
+    if (held)
+      CHECK_CUDA(cudaLaunchHostFunc(
+          stream,
+          [](void* p) {
+            while (!static_cast<std::atomic<bool>*>(p)->load()) {
+            }
+          },
+          &go));
     CHECK_CUDA(cudaEventRecord(a.get(), stream));
     fn(i);
     CHECK_CUDA(cudaEventRecord(b.get(), stream));

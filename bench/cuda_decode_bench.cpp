@@ -207,7 +207,7 @@ attention_timing time_attention(int bs, int batch, int ctx, cudaStream_t s, int 
     r.us_b2b = ms4 / 4 * 1e3;
     r.of_copy_b2b = 100.0 * bytes / (ms4 / 4 * 1e-3) / g_copy_bw;
     const double msq =
-        time_ms_queued([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 30);
+        time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 30, /*held=*/true);
     r.us_queued = msq * 1e3;
     r.of_copy_queued = 100.0 * bytes / (msq * 1e-3) / g_copy_bw;
   }

@@ -154,7 +154,7 @@ void bench_attention(cudaStream_t s) {
       const std::vector<std::pair<int, int> > variants =
           eight ? std::vector<std::pair<int, int> >{{4, 8}, {8, 8}, {2, 16}, {4, 16}}
                 : std::vector<std::pair<int, int> >{{4, 8}};
-      for (const auto [per_iter, dims] : variants) {
+      for (const auto& [per_iter, dims] : variants) {
         a.tokens_per_iter = eight ? per_iter : 0;
         a.dims_per_lane = eight ? dims : 0;
         const double ms = time_ms([&](int) { CHECK_CUDA(launch_decode_attention(a, s)); }, s, 20);
