@@ -340,6 +340,7 @@ class cuda_backend final : public backend {
   // Activations.
   device_buffer<float> residual_, delta_, qkv_, q_, gate_up_, logits_, sample_work_;
   device_buffer<float> partial_out_, partial_ml_;
+  device_buffer<float> prefill_partial_out_, prefill_partial_ml_;  // split prefill attention
   device_buffer<bf16> normed_, attn_out_, act_;
   device_buffer<unsigned int> sample_counts_;
   pinned_buffer<float> h_logits_;
@@ -396,6 +397,10 @@ status cuda_backend::allocate_workspace() {
   }
   KVSERVE_STATUS_TRY(partial_out_.allocate(partial_rows * m.num_heads * m.head_dim));
   KVSERVE_STATUS_TRY(partial_ml_.allocate(partial_rows * m.num_heads * 2));
+  const std::size_t split_rows =
+      std::min<std::size_t>(T, kSplitPrefillMaxTokens) * m.num_heads * kMaxPrefillSplits;
+  KVSERVE_STATUS_TRY(prefill_partial_out_.allocate(split_rows * m.head_dim));
+  KVSERVE_STATUS_TRY(prefill_partial_ml_.allocate(split_rows * 2));
   // Packed step inputs: room for the largest general step and the largest decode-shaped one.
   const int group = m.num_heads / m.num_kv_heads;
   const std::size_t rows = std::max<std::size_t>(T, R);
@@ -498,6 +503,14 @@ status cuda_backend::forward(const step_inputs& in, const step_ptrs& p) {
   const int T = in.num_rows, H = m.hidden_size, I = m.intermediate_size;
   const int qkv_n = m.q_size() + 2 * m.kv_size();
   const float scale = 1.0f / std::sqrt(static_cast<float>(m.head_dim));
+  // A short chunk over a long context has few prefill items: split their keys (kernels.hpp).
+  int prefill_splits = 1;
+  if (!in.decode_only) {
+    int max_context = 0;
+    for (const std::int32_t pos : in.positions) max_context = std::max(max_context, pos + 1);
+    prefill_splits = prefill_attention_splits(T, static_cast<int>(in.items.size()), m.num_kv_heads,
+                                              max_context, num_sms_);
+  }
   KVSERVE_CUDA_TRY(launch_embedding_gather_from(weights_.embedding(), p.tokens, p.gather_src,
                                                 p.prev_sampled, T, H, residual_.get(), s));
   for (int li = 0; li < m.num_layers; ++li) {
@@ -545,6 +558,10 @@ status cuda_backend::forward(const step_inputs& in, const step_ptrs& p) {
       a.max_blocks_per_seq = max_blocks_per_seq_;
       a.scale = scale;
       a.out = attn_out_.get();
+      a.num_splits = prefill_splits;
+      a.num_tokens = T;
+      a.partial_out = prefill_partial_out_.get();
+      a.partial_ml = prefill_partial_ml_.get();
       KVSERVE_CUDA_TRY(launch_prefill_attention(a, s));
     }
     KVSERVE_STATUS_TRY(gemm_.run(attn_out_.get(), L.wo, T, H, m.q_size(), delta_.get(), s));

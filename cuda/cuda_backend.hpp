@@ -44,15 +44,17 @@ struct cuda_backend_config {
   /// (prompt logprobs, kAll over several tokens) keep the general path. 0: off.
   int small_step_max_tokens = 128;
   /// A small step gives each token its own row, which reads its whole context: such a step
-  /// keeps the general path (prefill attention reads a context once per tile of query rows)
-  /// when one sequence brings more than small_step_max_seq_tokens tokens, or when its
-  /// multi-token sequences' rows read more than small_step_max_context_reads context tokens
-  /// in all (n rows from position p read n * p + n (n + 1) / 2). Measured on the H100 for
-  /// Llama-3-8B shapes (docs/BENCHMARKS.md, "Short prefill and mixed steps"): an 8- or
-  /// 16-token chunk over 2,048 cached tokens runs 1.9 / 1.4 ms faster decode-shaped, a 32-token
-  /// chunk the same either way, a 64-token one 2.3 ms slower; a 128-token prompt 0.5 ms slower.
+  /// keeps the general path (prefill attention reads a context once per tile of query rows, in
+  /// key splits for short steps) when one sequence brings more than small_step_max_seq_tokens
+  /// tokens, or when its multi-token sequences' rows read more than
+  /// small_step_max_context_reads context tokens in all (n rows from position p read
+  /// n * p + n (n + 1) / 2). Measured on the H100 for Llama-3-8B shapes (docs/BENCHMARKS.md,
+  /// "Short prefill and mixed steps"), general against decode-shaped: a chunk over 2,048
+  /// cached tokens of 8 tokens 7.31 / 7.34 ms, 16 tokens 7.42 / 7.94, 32 tokens 7.53 / 9.23;
+  /// 8 decodes beside an 8-token chunk 9.48 / 8.03, beside a 32-token chunk 9.63 / 10.06; a
+  /// 128-token prompt 7.91 / 8.51.
   int small_step_max_seq_tokens = 64;
-  int small_step_max_context_reads = 65536;
+  int small_step_max_context_reads = 24576;
 };
 
 /// True when a CUDA device can be used (driver present and at least one device). Any error,

@@ -181,7 +181,24 @@ struct prefill_attention_args {
   int max_blocks_per_seq = 0;
   float scale = 1.0f;
   bf16* out = nullptr;  // [num_tokens, num_heads * head_dim]
+  /// Key splits (1..kMaxPrefillSplits): each item's keys are cut into this many runs of tiles
+  /// computed by separate blocks, then merged by a second kernel through the workspace below
+  /// (needed only when num_splits > 1). For short chunks over long contexts, whose few items
+  /// would otherwise leave most SMs idle (prefill_attention_splits).
+  int num_splits = 1;
+  int num_tokens = 0;            // rows of q / out (needed with num_splits > 1)
+  float* partial_out = nullptr;  // [num_tokens * num_heads, num_splits, head_dim] workspace
+  float* partial_ml = nullptr;   // [num_tokens * num_heads, num_splits, 2] workspace (max, sum)
 };
+inline constexpr int kMaxPrefillSplits = 8;
+/// Steps of at most this many tokens may split their prefill attention (the workspace's rows).
+inline constexpr int kSplitPrefillMaxTokens = 128;
+
+/// Key splits for a prefill attention launch of `num_items` items per KV head whose longest
+/// row attends over `max_context` keys: enough blocks to fill `num_sms`, each split at least
+/// two 64-key tiles; 1 for steps of more than kSplitPrefillMaxTokens tokens.
+int prefill_attention_splits(int num_tokens, int num_items, int num_kv_heads, int max_context,
+                             int num_sms);
 
 cudaError_t launch_prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 

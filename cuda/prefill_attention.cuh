@@ -2,7 +2,10 @@
 /// Paged prefill attention on tensor cores (mma.sync m16n8k16 bf16 -> fp32), flash-attention
 /// style: causal over the cached prefix plus the new chunk.
 ///
-/// Grid (num_items, num_kv_heads), 4 warps; the items run heaviest (last) first. A work item is
+/// Grid (num_items, num_kv_heads, num_splits), 4 warps; the items run heaviest (last) first.
+/// With num_splits > 1, split z takes the z-th run of an item's key tiles and writes its rows'
+/// unnormalised output with their (max, sum) to the workspace; prefill_attention_merge_kernel
+/// then combines the runs. A work item is
 /// up to 64 (token, query head) rows of one sequence that share one KV head; warp w owns rows
 /// 16 w .. 16 w + 15 and keeps their Q (scaled by scale * log2 e, rounded to bf16) as MMA A
 /// fragments in registers. K/V tiles of 64 tokens are gathered through the block table (any
@@ -164,12 +167,16 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
   };
 
   const bool warp_busy = wmax >= 0;
+  // This split's run of key tiles (all of them without splits).
   const int ntiles = (kmax + BN - 1) / BN;
-  load_tile(0, 0);
+  const int per_split = (ntiles + a.num_splits - 1) / a.num_splits;
+  const int tile_begin = min(ntiles, static_cast<int>(blockIdx.z) * per_split);
+  const int tile_end = min(ntiles, tile_begin + per_split);
+  if (tile_begin < tile_end) load_tile(tile_begin * BN, 0);
   cp_async_commit();
-  for (int it = 0; it < ntiles; ++it) {
-    const int st = it & 1, j0 = it * BN;
-    if (it + 1 < ntiles) load_tile(j0 + BN, st ^ 1);
+  for (int it = tile_begin; it < tile_end; ++it) {
+    const int st = (it - tile_begin) & 1, j0 = it * BN;
+    if (it + 1 < tile_end) load_tile(j0 + BN, st ^ 1);
     cp_async_commit();
     cp_async_wait<1>();  // this tile's copies have landed
     __syncthreads();
@@ -262,6 +269,19 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
     if (row_off[h2] < 0) continue;
+    if (a.num_splits > 1) {  // this run's share, unnormalised (row_off / HD is the row)
+      const std::int64_t piece = (row_off[h2] / HD) * a.num_splits + blockIdx.z;
+      float* const po = a.partial_out + piece * HD;
+#pragma unroll
+      for (int d = 0; d < DT; ++d)
+        *reinterpret_cast<float2*>(po + d * 8 + 2 * t4) =
+            make_float2(acc[d][2 * h2], acc[d][2 * h2 + 1]);
+      if (t4 == 0) {
+        a.partial_ml[piece * 2] = m[h2];
+        a.partial_ml[piece * 2 + 1] = sum;
+      }
+      continue;
+    }
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     bf16* const o = a.out + row_off[h2];
 #pragma unroll
@@ -269,6 +289,26 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
       *reinterpret_cast<__nv_bfloat162*>(o + d * 8 + 2 * t4) =
           __floats2bfloat162_rn(acc[d][2 * h2] * inv, acc[d][2 * h2 + 1] * inv);
   }
+}
+
+/// Grid (num_tokens, num_heads), HD threads: combines the num_splits runs of one (token, head)
+/// row written by prefill_attention_kernel. A run without keys has max -inf and weighs nothing.
+template <int HD>
+__global__ void __launch_bounds__(HD) prefill_attention_merge_kernel(prefill_attention_args a) {
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * a.num_heads + blockIdx.y;
+  const int d = threadIdx.x;
+  const float* const ml = a.partial_ml + row * a.num_splits * 2;
+  float mx = -INFINITY;
+  for (int z = 0; z < a.num_splits; ++z) mx = fmaxf(mx, ml[2 * z]);
+  float sum = 0.0f, out = 0.0f;
+  if (mx != -INFINITY) {
+    for (int z = 0; z < a.num_splits; ++z) {
+      const float w = ml[2 * z] == -INFINITY ? 0.0f : exp2f(ml[2 * z] - mx);
+      sum += ml[2 * z + 1] * w;
+      out += a.partial_out[(row * a.num_splits + z) * HD + d] * w;
+    }
+  }
+  a.out[row * HD + d] = __float2bfloat16(sum > 0.0f ? out / sum : 0.0f);
 }
 
 }  // namespace kvserve::cuda

@@ -314,33 +314,55 @@ TEST_P(CudaPrefillAttention, CausalOverCachedPrefixAndChunk) {
       refs[t * H + h] =
           prefill_reference(w, q.data() + (t * H + h) * hd, seq_of[t], h, positions[t] + 1, scale);
   // Full items as the backend builds them, and small ones (partly empty warps, a head range
-  // that starts inside the group).
-  for (int rows_per_item : {kPrefillRowsPerItem, 5}) {
-    const auto items = make_items(seqs, group, rows_per_item);
-    auto d_items = upload(items);
-    device_buffer<bf16> d_out;
-    ASSERT_TRUE(d_out.allocate(T * H * hd).is_ok());
-    prefill_attention_args a;
-    a.q = d_q.get();
-    a.kv = w.view();
-    a.block_tables = w.d_tables.get();
-    a.positions = d_pos.get();
-    a.items = d_items.get();
-    a.num_items = static_cast<int>(items.size());
-    a.num_heads = H;
-    a.max_blocks_per_seq = w.width;
-    a.scale = static_cast<float>(scale);
-    a.out = d_out.get();
-    KVSERVE_ASSERT_CUDA(launch_prefill_attention(a, nullptr));
-    auto out = download(d_out, T * H * hd);
-    for (int t = 0; t < T; ++t)
-      for (int h = 0; h < H; ++h) {
-        const auto& ref = refs[t * H + h];
-        for (int d = 0; d < hd; ++d)
-          ASSERT_NEAR(__bfloat162float(out[(t * H + h) * hd + d]), ref.out[d], ref.tol[d])
-              << "token " << t << " head " << h << " dim " << d << " rows/item " << rows_per_item;
-      }
-  }
+  // that starts inside the group); keys in one run, or split into 3 or 8 runs merged through
+  // the workspace (8: some runs of the shorter contexts hold no tile).
+  for (int rows_per_item : {kPrefillRowsPerItem, 5})
+    for (int splits : {1, 3, 8}) {
+      const auto items = make_items(seqs, group, rows_per_item);
+      auto d_items = upload(items);
+      device_buffer<bf16> d_out;
+      device_buffer<float> d_po, d_pml;
+      ASSERT_TRUE(d_out.allocate(T * H * hd).is_ok());
+      ASSERT_TRUE(d_po.allocate(std::size_t{1} * T * H * splits * hd).is_ok());
+      ASSERT_TRUE(d_pml.allocate(std::size_t{1} * T * H * splits * 2).is_ok());
+      KVSERVE_ASSERT_CUDA(cudaMemset(d_out.get(), 0xff, d_out.bytes()));  // NaN where unwritten
+      prefill_attention_args a;
+      a.q = d_q.get();
+      a.kv = w.view();
+      a.block_tables = w.d_tables.get();
+      a.positions = d_pos.get();
+      a.items = d_items.get();
+      a.num_items = static_cast<int>(items.size());
+      a.num_heads = H;
+      a.max_blocks_per_seq = w.width;
+      a.scale = static_cast<float>(scale);
+      a.out = d_out.get();
+      a.num_splits = splits;
+      a.num_tokens = T;
+      a.partial_out = d_po.get();
+      a.partial_ml = d_pml.get();
+      KVSERVE_ASSERT_CUDA(launch_prefill_attention(a, nullptr));
+      auto out = download(d_out, T * H * hd);
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < H; ++h) {
+          const auto& ref = refs[t * H + h];
+          for (int d = 0; d < hd; ++d)
+            ASSERT_NEAR(__bfloat162float(out[(t * H + h) * hd + d]), ref.out[d], ref.tol[d])
+                << "token " << t << " head " << h << " dim " << d << " rows/item " << rows_per_item
+                << " splits " << splits;
+        }
+    }
+}
+
+// Splits for the backend's short steps: Llama-3-8B heads on 132 SMs.
+TEST(CudaPrefillAttentionPlan, SplitsFillTheDeviceForShortChunksOverLongContexts) {
+  // A 32-token chunk: 2 items per KV head, 16 blocks; 2,080 keys allow 16 runs of 2 tiles.
+  EXPECT_EQ(prefill_attention_splits(32, 2, 8, 2080, 132), kMaxPrefillSplits);
+  // Keys for only 3 runs of two 64-key tiles.
+  EXPECT_EQ(prefill_attention_splits(32, 2, 8, 400, 132), 3);
+  // Enough items to fill the device alone, or a step too long for the workspace.
+  EXPECT_EQ(prefill_attention_splits(128, 17, 8, 4096, 132), 1);
+  EXPECT_EQ(prefill_attention_splits(kSplitPrefillMaxTokens + 1, 2, 8, 4096, 132), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllShapes, CudaPrefillAttention,

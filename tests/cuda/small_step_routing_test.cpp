@@ -36,9 +36,10 @@ step_plan plan_of(std::initializer_list<std::pair<int, int>> tokens_and_starts) 
 
 TEST(SmallStepRouting, ShortChunksOverLongContextsRunDecodeShaped) {
   const step_limits l = default_limits();
-  EXPECT_TRUE(is_decode_shaped(plan_of({{8, 2048}}), l));
-  EXPECT_TRUE(is_decode_shaped(plan_of({{16, 2048}}), l));
-  // 32 rows from position 2,048 read 32 * 2048 + 528 context tokens: over the default budget.
+  EXPECT_TRUE(is_decode_shaped(plan_of({{8, 2048}}), l));  // 8 * 2048 + 36 context reads
+  EXPECT_TRUE(is_decode_shaped(plan_of({{16, 1024}}), l));
+  // 16 rows from position 2,048 read 16 * 2048 + 136 context tokens: over the default budget.
+  EXPECT_FALSE(is_decode_shaped(plan_of({{16, 2048}}), l));
   EXPECT_FALSE(is_decode_shaped(plan_of({{32, 2048}}), l));
   EXPECT_FALSE(is_decode_shaped(plan_of({{64, 2048}}), l));
 }
