@@ -2,17 +2,16 @@
 /// Paged prefill attention on tensor cores (mma.sync m16n8k16 bf16 -> fp32), flash-attention
 /// style: causal over the cached prefix plus the new chunk.
 ///
-/// Grid (num_items, num_kv_heads, num_splits), 4 warps; the items run heaviest (last) first.
-/// With num_splits > 1, split z takes the z-th run of an item's key tiles and writes its rows'
-/// unnormalised output with their (max, sum) to the workspace; prefill_attention_merge_kernel
-/// then combines the runs. A work item is
-/// up to 64 (token, query head) rows of one sequence that share one KV head; warp w owns rows
-/// 16 w .. 16 w + 15 and keeps their Q (scaled by scale * log2 e, rounded to bf16) as MMA A
-/// fragments in registers. K/V tiles of 64 tokens are gathered through the block table (any
-/// block size 2..64: each token's head row is contiguous) into shared memory, double-buffered
-/// with cp.async, rows padded by 16 bytes so that ldmatrix reads are conflict-free. Per tile a
-/// warp computes S = Q K^T (fp32), masks keys beyond each row's position, updates the online
-/// softmax in fp32 (exp2), rounds P to bf16 and accumulates O += P V in fp32. Warps whose
+/// Grid (num_items, num_kv_heads, num_splits), 4 warps; the items run heaviest (last) first. With
+/// num_splits > 1, split z takes the z-th run of an item's key tiles and writes its rows'
+/// unnormalised output with their (max, sum) to the workspace; prefill_attention_merge_kernel then
+/// combines the runs. A work item is up to 64 (token, query head) rows of one sequence that share
+/// one KV head; warp w owns rows 16 w .. 16 w + 15 and keeps their Q (scaled by scale * log2 e,
+/// rounded to bf16) as MMA A fragments in registers. K/V tiles of 64 tokens are gathered through
+/// the block table (any block size 2..64: each token's head row is contiguous) into shared memory,
+/// double-buffered with cp.async, rows padded by 16 bytes so that ldmatrix reads are conflict-free.
+/// Per tile a warp computes S = Q K^T (fp32), masks keys beyond each row's position, updates the
+/// online softmax in fp32 (exp2), rounds P to bf16 and accumulates O += P V in fp32. Warps whose
 /// rows are all padding, or all before the tile, only help to load.
 ///
 /// 8-bit pools: the codes are converted to bf16 exactly (E4M3 and INT8 values are bf16
