@@ -130,9 +130,9 @@ void bench_attention(cudaStream_t s) {
                                             static_cast<std::int64_t>(elems), 6, 1.0f, s));
       }
       // The backend's plan: ring depth (bf16), then the split count for it.
-      const int stages = decode_attention_stages(sh.batch, nh, nkv, hd, sms, storage_of(dtype));
-      const int splits =
-          decode_attention_splits(sh.batch, nh, nkv, hd, sms, storage_of(dtype), stages);
+      const decode_attention_plan plan =
+          plan_decode_attention(sh.batch, nh, nkv, hd, sms, storage_of(dtype));
+      const int splits = plan.num_splits;
       device_buffer<float> po, pml;
       CHECK_OK(po.allocate(std::size_t{1} * sh.batch * nh * splits * hd));
       CHECK_OK(pml.allocate(std::size_t{1} * sh.batch * nh * splits * 2));
@@ -145,7 +145,7 @@ void bench_attention(cudaStream_t s) {
       a.num_heads = nh;
       a.max_blocks_per_seq = blocks_per_seq;
       a.num_splits = splits;
-      a.kv_stages = stages;
+      a.kv_stages = plan.kv_stages;
       a.scale = 0.088f;
       a.partial_out = po.get();
       a.partial_ml = pml.get();

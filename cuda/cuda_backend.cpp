@@ -261,20 +261,13 @@ class cuda_backend final : public backend {
 
   // Decode attention's K/V ring depth and split-KV count per padded decode batch (occupancy
   // queries: cached).
-  struct attention_plan {
-    int stages = 0;
-    int splits = 1;
-  };
-  const attention_plan& decode_plan(int rows) {
+  const decode_attention_plan& decode_plan(int rows) {
     auto it = attention_plans_.find(rows);
-    if (it == attention_plans_.end()) {
-      attention_plan p;
-      p.stages = decode_attention_stages(rows, model_.num_heads, model_.num_kv_heads,
-                                         model_.head_dim, num_sms_, storage_);
-      p.splits = decode_attention_splits(rows, model_.num_heads, model_.num_kv_heads,
-                                         model_.head_dim, num_sms_, storage_, p.stages);
-      it = attention_plans_.emplace(rows, p).first;
-    }
+    if (it == attention_plans_.end())
+      it = attention_plans_
+               .emplace(rows, plan_decode_attention(rows, model_.num_heads, model_.num_kv_heads,
+                                                    model_.head_dim, num_sms_, storage_))
+               .first;
     return it->second;
   }
 
@@ -363,8 +356,8 @@ class cuda_backend final : public backend {
   int gap_counter_ = 0;
   std::vector<float> step_gaps_us_;
 
-  std::map<int, cuda_graph_exec> graphs_;          // 2 * decode bucket + slot -> graph
-  std::map<int, attention_plan> attention_plans_;  // decode rows -> ring depth, split count
+  std::map<int, cuda_graph_exec> graphs_;                 // 2 * decode bucket + slot -> graph
+  std::map<int, decode_attention_plan> attention_plans_;  // decode rows -> ring depth, splits
 };
 
 status cuda_backend::allocate_workspace() {
@@ -390,7 +383,7 @@ status cuda_backend::allocate_workspace() {
   KVSERVE_CUDA_TRY(cudaMemsetAsync(sample_counts_.get(), 0, sample_counts_.bytes(), stream_.get()));
   std::size_t partial_rows = 0;
   for (int b = 1; b <= decode_bucket(R, R);) {
-    partial_rows = std::max(partial_rows, static_cast<std::size_t>(b) * decode_plan(b).splits);
+    partial_rows = std::max(partial_rows, static_cast<std::size_t>(b) * decode_plan(b).num_splits);
     const int next = decode_bucket(b + 1, R);
     if (next == b) break;
     b = next;
@@ -504,6 +497,8 @@ status cuda_backend::forward(const step_inputs& in, const step_ptrs& p) {
   const int qkv_n = m.q_size() + 2 * m.kv_size();
   const float scale = 1.0f / std::sqrt(static_cast<float>(m.head_dim));
   // A short chunk over a long context has few prefill items: split their keys (kernels.hpp).
+  // Decode steps: the attention plan of their row bucket, looked up once for all layers.
+  const decode_attention_plan decode = in.decode_only ? decode_plan(T) : decode_attention_plan{};
   int prefill_splits = 1;
   if (!in.decode_only) {
     int max_context = 0;
@@ -539,8 +534,8 @@ status cuda_backend::forward(const step_inputs& in, const step_ptrs& p) {
       a.num_seqs = T;
       a.num_heads = m.num_heads;
       a.max_blocks_per_seq = max_blocks_per_seq_;
-      a.num_splits = decode_plan(T).splits;
-      a.kv_stages = decode_plan(T).stages;
+      a.num_splits = decode.num_splits;
+      a.kv_stages = decode.kv_stages;
       a.scale = scale;
       a.partial_out = partial_out_.get();
       a.partial_ml = partial_ml_.get();

@@ -233,6 +233,16 @@ int decode_attention_stages(int num_seqs, int num_heads, int num_kv_heads, int h
                                                                     : kDefaultStagesBf16;
 }
 
+decode_attention_plan plan_decode_attention(int num_seqs, int num_heads, int num_kv_heads,
+                                            int head_dim, int num_sms, kv_storage dtype) {
+  decode_attention_plan p;
+  p.kv_stages =
+      decode_attention_stages(num_seqs, num_heads, num_kv_heads, head_dim, num_sms, dtype);
+  p.num_splits = decode_attention_splits(num_seqs, num_heads, num_kv_heads, head_dim, num_sms,
+                                         dtype, p.kv_stages);
+  return p;
+}
+
 cudaError_t launch_decode_attention(const decode_attention_args& a, cudaStream_t stream) {
   if (a.num_seqs == 0) return cudaSuccess;
   if (a.num_splits < 1 || a.num_splits > kMaxDecodeSplits) return cudaErrorInvalidValue;

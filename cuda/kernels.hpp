@@ -153,6 +153,16 @@ int decode_attention_splits(int num_seqs, int num_heads, int num_kv_heads, int h
 int decode_attention_stages(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
                             int num_sms, kv_storage dtype = kv_storage::kBf16);
 
+/// The ring depth and split count to pass together in decode_attention_args for `num_seqs`
+/// rows: decode_attention_stages, then decode_attention_splits at that depth.
+struct decode_attention_plan {
+  int kv_stages = 0;
+  int num_splits = 1;
+};
+decode_attention_plan plan_decode_attention(int num_seqs, int num_heads, int num_kv_heads,
+                                            int head_dim, int num_sms,
+                                            kv_storage dtype = kv_storage::kBf16);
+
 cudaError_t launch_decode_attention(const decode_attention_args& args, cudaStream_t stream);
 
 /// A prefill work item: a run of query tokens of one sequence times a range of the query heads
